@@ -7,7 +7,7 @@
  * required options and ranges, and prints uniform errors and help.
  *
  * Exit codes (docs/cli.md): 0 success, 1 runtime failure (cannot connect, server error, I/O),
- * 2 usage error (unknown option, bad value, bad URL).
+ * 2 usage error (unknown option, bad value, bad URL), 130 interrupted by Ctrl-C or SIGTERM.
  *
  * Thread-safety: the parser is plain functions over caller-owned tables; the CLI is
  * single-threaded.
@@ -21,6 +21,7 @@
 #define FB_CLI_OK 0
 #define FB_CLI_FAIL 1
 #define FB_CLI_USAGE 2
+#define FB_CLI_INTERRUPTED 130 /* Ctrl-C, as shells report it */
 
 typedef enum {
     FB_OPT_STRING, /* value: const char ** */

@@ -1,0 +1,569 @@
+/* engine/engine.c - models: finding and loading the file, the shared KV pool and prompt
+ * cache, the queries of engine.h, and the prompt tokenizing rules every stream uses.
+ * Streams and the chunk loop are in engine_stream.c.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine_internal.h"
+
+const char *fb_status_str(fb_status st)
+{
+    switch (st) {
+    case FB_OK: return "ok";
+    case FB_E_INVALID: return "invalid argument";
+    case FB_E_NOT_FOUND: return "model not found";
+    case FB_E_IO: return "cannot read the model file";
+    case FB_E_FORMAT: return "malformed model file";
+    case FB_E_NO_MEMORY: return "out of memory";
+    case FB_E_NO_KV: return "KV cache pool full";
+    case FB_E_LIMIT: return "model limit reached";
+    case FB_E_STATE: return "not possible in the current state";
+    case FB_E_BACKEND: return "compute backend failure";
+    case FB_E_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+fb_model_params fb_model_default_params(void)
+{
+    fb_model_params p;
+    memset(&p, 0, sizeof p);
+    p.backend = FB_BACKEND_AUTO;
+    p.n_threads = 0;
+    p.kv_budget_bytes = 0;
+    p.max_streams = 1;
+    p.prompt_cache_entries = 16;
+    p.prompt_cache_bytes = (size_t)256 << 20;
+    return p;
+}
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+{
+    if (!err || err_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- finding "default" ----------------------------------------------------------------- */
+
+static int is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+#define DEFAULT_REL "default/model.safetensors"
+
+/* Resolves "default": $FLIPBOOK_MODELS/default/model.safetensors when the variable is set,
+ * else models/default/model.safetensors beside the running executable's install prefix
+ * (<prefix>/share/flipbook/models) or build tree, else the source tree's models/ folder the
+ * build was configured from. Writes the candidates it tried into `tried`. */
+static int resolve_default(char *out, size_t out_size, char *tried, size_t tried_size)
+{
+    size_t used = 0;
+    tried[0] = '\0';
+#define TRY(...)                                                                     \
+    do {                                                                             \
+        int n_ = snprintf(out, out_size, __VA_ARGS__);                               \
+        if (n_ > 0 && (size_t)n_ < out_size) {                                       \
+            if (is_file(out))                                                        \
+                return 0;                                                            \
+            int k_ = snprintf(tried + used, tried_size - used, "%s%s", used ? ", " : "", out); \
+            if (k_ > 0 && used + (size_t)k_ < tried_size)                            \
+                used += (size_t)k_;                                                  \
+        }                                                                            \
+    } while (0)
+    const char *env = getenv("FLIPBOOK_MODELS");
+    if (env && env[0]) {
+        TRY("%s/" DEFAULT_REL, env);
+        return -1;   /* an explicit setting is not second-guessed */
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';   /* exe = the executable's folder */
+            TRY("%s/../share/flipbook/models/" DEFAULT_REL, exe);
+            TRY("%s/../models/" DEFAULT_REL, exe);
+            TRY("%s/../../models/" DEFAULT_REL, exe);
+        }
+    }
+#ifdef FLIPBOOK_SOURCE_DIR
+    TRY("%s/models/" DEFAULT_REL, FLIPBOOK_SOURCE_DIR);
+#endif
+#undef TRY
+    return -1;
+}
+
+/* ---- sizes ------------------------------------------------------------------------------ */
+
+double fb__decode_flops_per_latent(const fb_config *cfg)
+{
+    /* TAEHV decoder (shared/specs/wan_causal.md sec. 8), per latent frame: a 3x3 conv in,
+     * then per stage three MemBlocks (3x3 convs 2n->n, n->n, n->n), an optional 2x upsample,
+     * a 1x1 TGrow (n -> stride*n) and a 3x3 conv to the next width; a final 3x3 conv to RGB. */
+    const fb_vae_config *v = &cfg->vae;
+    double hw = (double)cfg->stream.latent_height * cfg->stream.latent_width;
+    double t = 1, fl = 0;
+    fl += 2.0 * 9 * v->latent_channels * v->decoder_channels[0] * hw;
+    for (int i = 0; i < v->n_stages - 1; i++) {
+        double n = v->decoder_channels[i];
+        fl += 3 * 2.0 * 9 * 4 * n * n * hw * t;
+        if (v->decoder_space_upscale[i])
+            hw *= 4;
+        int stride = v->decoder_time_upscale[i] ? 2 : 1;
+        fl += 2.0 * n * n * stride * hw * t;
+        t *= stride;
+        fl += 2.0 * 9 * n * v->decoder_channels[i + 1] * hw * t;
+    }
+    fl += 2.0 * 9 * v->decoder_channels[v->n_stages - 1] * 3 * hw * t;
+    return fl;
+}
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+static fb_status load_fail(fb_model *m, fb_status st)
+{
+    fb_model_free(m);
+    return st;
+}
+
+fb_status fb_model_load(const char *path, const fb_model_params *params, fb_model **out,
+                        char *err, size_t err_size)
+{
+    char tmp[FB_ERR_MAX];
+    if (err && err_size)
+        err[0] = '\0';
+    if (!out) {
+        set_err(err, err_size, "fb_model_load: out is NULL");
+        return FB_E_INVALID;
+    }
+    *out = NULL;
+    if (!path || !path[0]) {
+        set_err(err, err_size, "fb_model_load: no model path given");
+        return FB_E_INVALID;
+    }
+    fb_model_params p = params ? *params : fb_model_default_params();
+    if (p.n_threads < 0 || p.max_streams < 0 || p.prompt_cache_entries < 0 ||
+        p.backend < FB_BACKEND_AUTO || p.backend > FB_BACKEND_CUDA) {
+        set_err(err, err_size, "fb_model_load: negative thread, stream or cache count, or an "
+                "unknown backend");
+        return FB_E_INVALID;
+    }
+    if (p.backend == FB_BACKEND_CUDA) {
+        set_err(err, err_size, "fb_model_load: the CUDA backend is not available in this build "
+                "of the engine (use FB_BACKEND_AUTO or FB_BACKEND_CPU)");
+        return FB_E_INVALID;
+    }
+    if (p.max_streams == 0)
+        p.max_streams = 1;
+
+    fb_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        set_err(err, err_size, "out of memory");
+        return FB_E_NO_MEMORY;
+    }
+    m->params = p;
+
+    if (strcmp(path, "default") == 0) {
+        char tried[2048];
+        if (resolve_default(m->path, sizeof m->path, tried, sizeof tried) != 0) {
+            set_err(err, err_size, "the default model (models/default/model.safetensors) was not "
+                    "found: it is trained in this repository and is not there yet, or not "
+                    "installed. Looked in: %s. Set FLIPBOOK_MODELS to the folder that holds "
+                    "default/model.safetensors, or pass the path of a model file", tried);
+            return load_fail(m, FB_E_NOT_FOUND);
+        }
+    } else {
+        snprintf(m->path, sizeof m->path, "%s", path);
+        struct stat sb;
+        if (stat(path, &sb) != 0) {
+            set_err(err, err_size, "%s: %s", path, strerror(errno));
+            return load_fail(m, errno == ENOENT ? FB_E_NOT_FOUND : FB_E_IO);
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            set_err(err, err_size, "%s: not a regular file", path);
+            return load_fail(m, FB_E_IO);
+        }
+    }
+
+    m->st = fb_st_open(m->path, tmp, sizeof tmp);
+    if (!m->st) {
+        set_err(err, err_size, "%s: %s", m->path, tmp);
+        /* fb_st_open's messages distinguish unreadable files from malformed ones only in
+         * text; a file that exists but cannot be opened is an I/O problem. */
+        return load_fail(m, access(m->path, R_OK) != 0 ? FB_E_IO : FB_E_FORMAT);
+    }
+    const char *fmt = fb_st_metadata(m->st, "flipbook.format");
+    if (!fmt) {
+        set_err(err, err_size, "%s: not a flipbook model: the safetensors metadata has no "
+                "flipbook.format (convert checkpoints with the tool in tools/)", m->path);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    if (strcmp(fmt, "1") != 0) {
+        set_err(err, err_size, "%s: flipbook.format is \"%s\"; this engine reads format \"1\"",
+                m->path, fmt);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    const char *cfg_json = fb_st_metadata(m->st, "flipbook.config");
+    if (!cfg_json) {
+        set_err(err, err_size, "%s: the metadata has no flipbook.config", m->path);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    if (fb_config_parse(cfg_json, &m->cfg, tmp, sizeof tmp) != 0) {
+        set_err(err, err_size, "%s: %s", m->path, tmp);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    const char *name = fb_st_metadata(m->st, "flipbook.name");
+    snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name && name[0] ? name : "unnamed");
+    const fb_config *c = &m->cfg;
+
+    /* Components: each loader checks its tensors' presence, shapes and dtypes. */
+    int rc = fb_dit_load(m->st, "dit.", &c->dit, &m->dit, tmp, sizeof tmp);
+    if (rc != 0) {
+        set_err(err, err_size, "%s: DiT: %s", m->path, tmp);
+        return load_fail(m, rc == FB_DIT_ERR_NOMEM ? FB_E_NO_MEMORY : FB_E_FORMAT);
+    }
+    const fb_st_tensor *spm = fb_st_find(m->st, c->tokenizer_tensor);
+    if (!spm || spm->dtype != FB_DT_U8 || spm->ndim != 1) {
+        set_err(err, err_size, "%s: tokenizer: tensor %s %s", m->path, c->tokenizer_tensor,
+                spm ? "must be a 1-D U8 tensor holding the SentencePiece model" : "is missing");
+        return load_fail(m, FB_E_FORMAT);
+    }
+    m->tok = fb_tok_load(spm->data, spm->nbytes, tmp, sizeof tmp);
+    if (!m->tok) {
+        set_err(err, err_size, "%s: tokenizer %s: %s", m->path, c->tokenizer_tensor, tmp);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    if (fb_tok_vocab_size(m->tok) > c->text.vocab) {
+        set_err(err, err_size, "%s: tokenizer has %d pieces but text_encoder.vocab is %d",
+                m->path, fb_tok_vocab_size(m->tok), c->text.vocab);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    if (fb_tok_eos_id(m->tok) < 0) {
+        set_err(err, err_size, "%s: tokenizer has no EOS piece (the text encoder expects one)",
+                m->path);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    rc = fb_t5_load(m->st, "text_encoder.", &c->text, &m->t5, tmp, sizeof tmp);
+    if (rc != 0) {
+        set_err(err, err_size, "%s: text encoder: %s", m->path, tmp);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    rc = fb_taehv_load(m->st, "vae.", &c->vae, &m->vae, tmp, sizeof tmp);
+    if (rc != 0) {
+        set_err(err, err_size, "%s: decoder: %s", m->path, tmp);
+        return load_fail(m, FB_E_FORMAT);
+    }
+    if (fb_schedule_init(&m->sched, &c->sampler, tmp, sizeof tmp) != 0) {
+        set_err(err, err_size, "%s: %s", m->path, tmp);
+        return load_fail(m, FB_E_FORMAT);
+    }
+
+    /* Derived sizes. */
+    m->tpf = fb_config_tokens_per_frame(c);
+    m->C = c->dit.in_dim;
+    m->H = c->stream.latent_height;
+    m->W = c->stream.latent_width;
+    m->lat_floats = (size_t)m->C * m->H * m->W;
+    m->F = c->stream.chunk_frames;
+    m->A = c->stream.anchor_frames;
+    m->Wn = c->stream.window_frames;
+    m->width = fb_config_frame_width(c);
+    m->height = fb_config_frame_height(c);
+    m->frame_bytes = (size_t)m->width * m->height * 3;
+    m->max_chunk_frames = fb_config_max_frames_per_chunk(c);
+    m->recache_frames = m->F;
+    if (m->Wn > m->recache_frames)
+        m->recache_frames = m->Wn;
+    if (m->A > m->recache_frames)
+        m->recache_frames = m->A;
+    m->n_threads = p.n_threads;
+
+    /* KV pool: one page per layer and frame slot. */
+    size_t page = fb_kv_frame_bytes(m->tpf, c->dit.dim);
+    size_t slots = (size_t)c->dit.num_layers * (size_t)(m->A + m->Wn);
+    m->kv_bytes_per_stream = page * slots;
+    size_t budget = p.kv_budget_bytes;
+    if (budget == 0)
+        budget = m->kv_bytes_per_stream * (size_t)p.max_streams;
+    if (budget < m->kv_bytes_per_stream) {
+        set_err(err, err_size, "KV budget of %zu bytes holds no stream: one stream of this model "
+                "needs %zu bytes (%d layers x %d frame slots x %zu bytes)", budget,
+                m->kv_bytes_per_stream, c->dit.num_layers, m->A + m->Wn, page);
+        return load_fail(m, FB_E_INVALID);
+    }
+    rc = fb_kvpool_init(&m->pool, budget, page, tmp, sizeof tmp);
+    if (rc != 0) {
+        set_err(err, err_size, "KV pool of %zu bytes: %s", budget, tmp);
+        return load_fail(m, rc == FB_KV_ERR_NOMEM ? FB_E_NO_MEMORY : FB_E_INVALID);
+    }
+    m->prompts = fb_prompt_cache_new(p.prompt_cache_entries, p.prompt_cache_bytes);
+    if (!m->prompts) {
+        set_err(err, err_size, "out of memory");
+        return load_fail(m, FB_E_NO_MEMORY);
+    }
+
+    /* Per-stream arena, computed here so that the info is available before any open (the
+     * stream carves the same list; engine_stream.c stream_layout()). */
+    size_t ctx_floats = (size_t)c->dit.text_len * c->dit.text_dim;
+    size_t ring = (size_t)(m->Wn + m->F + m->A);
+    size_t b = 0;
+    b += 3 * align64(m->F * m->lat_floats * sizeof(float));
+    b += 3 * align64((size_t)m->recache_frames * m->lat_floats * sizeof(float));
+    b += align64(ring * m->lat_floats * sizeof(float)) + align64(ring * sizeof(int64_t));
+    b += 5 * align64(ctx_floats * sizeof(float));
+    b += align64((size_t)m->max_chunk_frames * 3 * m->width * m->height * sizeof(float));
+    int max_past = m->A + m->Wn;
+    b += align64(fb_dit_scratch_bytes(&c->dit, m->recache_frames, max_past, m->tpf));
+    b += align64(fb_t5_scratch_bytes(m->t5, c->text.max_tokens));
+    m->stream_bytes = b;
+    m->weight_bytes = fb_dit_weight_bytes(m->dit) + fb_t5_weight_bytes(m->t5) +
+                      fb_taehv_weight_bytes(m->vae);
+    *out = m;
+    return FB_OK;
+}
+
+void fb_model_free(fb_model *m)
+{
+    if (!m)
+        return;
+    fb_prompt_cache_free(m->prompts);
+    fb_kvpool_free(m->pool);
+    fb_taehv_free(m->vae);
+    fb_t5_free(m->t5);
+    fb_tok_free(m->tok);
+    fb_dit_free(m->dit);
+    fb_st_close(m->st);
+    free(m);
+}
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+void fb_model_get_info(const fb_model *m, fb_model_info *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    if (!m)
+        return;
+    const fb_config *c = &m->cfg;
+    o->name = c->name;
+    o->backend = "cpu";
+    o->width = m->width;
+    o->height = m->height;
+    o->fps = c->stream.fps;
+    o->frames_per_chunk = fb_config_frames_in_chunk(c, 1);
+    o->first_chunk_frames = fb_config_frames_in_chunk(c, 0);
+    o->frame_bytes = m->frame_bytes;
+    o->chunk_rgb_bytes = m->frame_bytes * (size_t)m->max_chunk_frames;
+    o->latent_channels = m->C;
+    o->latent_height = m->H;
+    o->latent_width = m->W;
+    o->latent_frames_per_chunk = m->F;
+    o->anchor_frames = m->A;
+    o->window_frames = m->Wn;
+    o->steps = m->sched.n_steps;
+    o->absolute_positions = c->stream.positions == FB_POS_ABSOLUTE;
+    o->max_chunks = o->absolute_positions ? FB_ROPE_MAX_POS / m->F : 0;
+    o->kv_bytes_per_stream = m->kv_bytes_per_stream;
+    fb_kvpool_stats ps;
+    fb_kvpool_stats_get(m->pool, &ps);
+    o->kv_pool_bytes = ps.budget_bytes;
+    int64_t per = fb_kvpool_pages_for(m->pool, c->dit.num_layers, m->A, m->Wn, m->tpf,
+                                      c->dit.dim);
+    o->max_streams = per > 0 ? (int)(ps.pages_total / per) : 0;
+    o->stream_bytes = m->stream_bytes;
+    o->weight_bytes = m->weight_bytes;
+    double steady = fb_dit_flops(&c->dit, m->F, m->A + m->Wn, m->tpf);
+    o->dit_gflop_per_chunk = steady * (m->sched.n_steps + 1) / 1e9;
+    o->decode_gflop_per_chunk = fb__decode_flops_per_latent(c) * m->F / 1e9;
+}
+
+int fb_model_streams_available(const fb_model *m)
+{
+    if (!m)
+        return 0;
+    fb_kvpool_stats ps;
+    fb_kvpool_stats_get(m->pool, &ps);
+    int64_t per = fb_kvpool_pages_for(m->pool, m->cfg.dit.num_layers, m->A, m->Wn, m->tpf,
+                                      m->cfg.dit.dim);
+    if (per <= 0)
+        return 0;
+    return (int)((ps.pages_total - ps.pages_used) / per);
+}
+
+/* ---- prompts ---------------------------------------------------------------------------- */
+
+/* Upstream cleans prompts before tokenizing (HTML entities unescaped twice; whitespace runs
+ * collapse, which SentencePiece's remove_extra_whitespaces does again). Named entities beyond
+ * the five XML ones are left as written. */
+static size_t unescape_html(char *s)
+{
+    static const struct { const char *name; char c; } ent[] = {
+        {"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}};
+    size_t o = 0;
+    for (size_t i = 0; s[i];) {
+        if (s[i] == '&') {
+            int done = 0;
+            for (size_t e = 0; e < sizeof ent / sizeof ent[0] && !done; e++) {
+                size_t n = strlen(ent[e].name);
+                if (strncmp(s + i + 1, ent[e].name, n) == 0) {
+                    s[o++] = ent[e].c;
+                    i += 1 + n;
+                    done = 1;
+                }
+            }
+            if (!done && s[i + 1] == '#') {
+                /* &#NNN; or &#xHH; -> UTF-8 */
+                char *end;
+                int hex = s[i + 2] == 'x' || s[i + 2] == 'X';
+                unsigned long cp = strtoul(s + i + 2 + hex, &end, hex ? 16 : 10);
+                if (end > s + i + 2 + hex && *end == ';' && cp > 0 && cp <= 0x10FFFF &&
+                    !(cp >= 0xD800 && cp <= 0xDFFF)) {
+                    size_t len = (size_t)(end + 1 - (s + i));
+                    char u[4];
+                    int k;
+                    if (cp < 0x80) { u[0] = (char)cp; k = 1; }
+                    else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); k = 2; }
+                    else if (cp < 0x10000) { u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[2] = (char)(0x80 | (cp & 0x3F)); k = 3; }
+                    else { u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)); u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); k = 4; }
+                    if ((size_t)k <= len) {   /* never grows: the entity is longer */
+                        memcpy(s + o, u, (size_t)k);
+                        o += (size_t)k;
+                        i += len;
+                        done = 1;
+                    }
+                }
+            }
+            if (done)
+                continue;
+        }
+        s[o++] = s[i++];
+    }
+    s[o] = '\0';
+    return o;
+}
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+            return 0;
+    return 1;
+}
+
+/* Cleans and encodes; on success returns the tokenizer result (caller frees). */
+static fb_status tokenize_full(const fb_model *m, const char *prompt, fb_tok_result *r,
+                               char *err, size_t err_size)
+{
+    memset(r, 0, sizeof *r);
+    if (!prompt) {
+        set_err(err, err_size, "prompt is NULL");
+        return FB_E_INVALID;
+    }
+    size_t len = strnlen(prompt, FB_PROMPT_MAX_BYTES + 1);
+    if (len > FB_PROMPT_MAX_BYTES) {
+        set_err(err, err_size, "prompt is longer than %d bytes", FB_PROMPT_MAX_BYTES);
+        return FB_E_INVALID;
+    }
+    char *text = malloc(len + 1);
+    if (!text) {
+        set_err(err, err_size, "out of memory");
+        return FB_E_NO_MEMORY;
+    }
+    memcpy(text, prompt, len + 1);
+    unescape_html(text);
+    len = unescape_html(text);
+    if (is_blank(text)) {
+        free(text);
+        set_err(err, err_size, "prompt is empty");
+        return FB_E_INVALID;
+    }
+    fb_tok_options opt = {.add_eos = 1, .max_tokens = m->cfg.text.max_tokens};
+    char tmp[FB_ERR_MAX];
+    int rc = fb_tok_encode(m->tok, text, len, &opt, r, tmp, sizeof tmp);
+    free(text);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot tokenize the prompt: %s", tmp);
+        return FB_E_INVALID;
+    }
+    if (r->n_dropped > 0) {
+        set_err(err, err_size, "prompt is %d tokens long; this model reads at most %d (EOS "
+                "included): shorten it", r->n_ids + r->n_dropped, m->cfg.text.max_tokens);
+        fb_tok_result_free(r);
+        return FB_E_LIMIT;
+    }
+    return FB_OK;
+}
+
+fb_status fb__tokenize(const fb_model *m, const char *prompt, int32_t **ids, int *n, char *err,
+                       size_t err_size)
+{
+    fb_tok_result r;
+    fb_status st = tokenize_full(m, prompt, &r, err, err_size);
+    if (st != FB_OK)
+        return st;
+    *ids = malloc((size_t)r.n_ids * sizeof **ids);
+    if (!*ids) {
+        fb_tok_result_free(&r);
+        set_err(err, err_size, "out of memory");
+        return FB_E_NO_MEMORY;
+    }
+    memcpy(*ids, r.ids, (size_t)r.n_ids * sizeof **ids);
+    *n = r.n_ids;
+    fb_tok_result_free(&r);
+    return FB_OK;
+}
+
+fb_status fb_model_unknown_words(const fb_model *m, const char *prompt, char *out,
+                                 size_t out_size, int *n_unknown)
+{
+    if (n_unknown)
+        *n_unknown = 0;
+    if (out && out_size)
+        out[0] = '\0';
+    if (!m || !prompt)
+        return FB_E_INVALID;
+    char err[FB_ERR_MAX];
+    fb_tok_result r;
+    fb_status st = tokenize_full(m, prompt, &r, err, sizeof err);
+    if (st != FB_OK) {
+        if (out && out_size)
+            snprintf(out, out_size, "%s", err);
+        return st;
+    }
+    size_t used = 0;
+    for (int i = 0; i < r.n_unknown && out && out_size; i++) {
+        int k = snprintf(out + used, out_size - used, "%s%s", i ? " " : "", r.unknown[i]);
+        if (k < 0 || used + (size_t)k >= out_size) {
+            out[out_size - 1] = '\0';
+            break;
+        }
+        used += (size_t)k;
+    }
+    if (n_unknown)
+        *n_unknown = r.n_unknown;
+    fb_tok_result_free(&r);
+    return FB_OK;
+}

@@ -1,0 +1,244 @@
+/* engine/engine.h - flipbook's engine: a prompt in, an endless sequence of RGB frames out.
+ *
+ * A model (fb_model) is loaded once from a flipbook model file (docs/model-format.md): the
+ * causal video DiT, the text encoder with its tokenizer, and the streaming TAEHV decoder. A
+ * stream (fb_stream) is one endless video: its text conditioning, its KV cache (anchor slots
+ * plus a rolling window, drawn from the model's shared KV pool), its decoder memory, its seed
+ * and chunk counter. Each fb_stream_next_chunk() call generates one chunk of latent frames
+ * (a few flow-matching steps and one context pass that commits the chunk to the cache) and
+ * decodes it to RGB24 frames. Prompts, seed and anchors can change between any two chunks.
+ *
+ * Thread-safety: a model is immutable after fb_model_load() and shared by all streams and
+ * threads (its prompt-embedding cache and KV pool lock internally). A stream is used by one
+ * thread at a time; different streams may run concurrently on different threads.
+ * fb_model_free() must come after every stream of the model is freed.
+ *
+ * Memory: the KV pool is sized once at load (fb_model_params.kv_budget_bytes); each stream
+ * takes a fixed share at open, so opening a stream that does not fit fails with FB_E_NO_KV
+ * and says how many fit. Everything a chunk needs (latents, activations, decoder state,
+ * output staging) is planned and allocated when the stream opens; generating chunks
+ * allocates nothing, however long the stream runs.
+ *
+ * Usage:
+ *
+ *     fb_model *m;  fb_stream *s;  char err[256];
+ *     fb_model_params mp = fb_model_default_params();
+ *     if (fb_model_load("default", &mp, &m, err, sizeof err) != FB_OK) { puts(err); return 1; }
+ *     fb_model_info info;  fb_model_get_info(m, &info);
+ *     if (fb_stream_open(m, "a red kite over the sea", 42, &s, err, sizeof err) != FB_OK) ...
+ *     uint8_t *rgb = malloc(info.chunk_rgb_bytes);
+ *     for (;;) {
+ *         int n;  fb_chunk_info ci;
+ *         if (fb_stream_next_chunk(s, rgb, info.chunk_rgb_bytes, &n, &ci) != FB_OK) {
+ *             puts(fb_stream_errmsg(s)); break;
+ *         }
+ *         // n frames of info.width x info.height x 3 bytes, row-major, top row first
+ *         if (user_typed_a_prompt)
+ *             fb_stream_set_prompt(s, new_prompt, FB_TRANSITION_RECACHE, 0);
+ *     }
+ *     fb_stream_free(s);  fb_model_free(m);  free(rgb);
+ *
+ * Status codes and what survives them:
+ *
+ *   code             | returned by                      | state afterwards
+ *   -----------------+----------------------------------+------------------------------------
+ *   FB_OK            | all                              | the call took effect
+ *   FB_E_INVALID     | any call given bad arguments     | unchanged: the call did nothing
+ *                    | (NULL, empty prompt, wrong image |
+ *                    | size, buffer too small)          |
+ *   FB_E_NOT_FOUND   | fb_model_load                    | no model; the message says where it
+ *                    |                                  | looked ("default" not installed yet)
+ *   FB_E_IO          | fb_model_load                    | no model
+ *   FB_E_FORMAT      | fb_model_load                    | no model; message names the field or
+ *                    |                                  | tensor
+ *   FB_E_NO_MEMORY   | load, open; next_chunk on a new  | load/open: nothing created.
+ *                    | prompt (prompt cache)            | next_chunk: no chunk, stream intact,
+ *                    |                                  | the same call may be retried
+ *   FB_E_NO_KV       | fb_stream_open                   | no stream; message says how many fit
+ *   FB_E_LIMIT       | set_prompt (too many tokens);    | set_prompt: unchanged. next_chunk:
+ *                    | next_chunk ("absolute" positions | the stream has ended; reset or free
+ *                    | past the RoPE table)             |
+ *   FB_E_STATE       | pin before any chunk; any call   | unchanged
+ *                    | on a stream that failed (below)  |
+ *   FB_E_BACKEND     | next_chunk, set_anchor_image     | the stream is failed: its cache may
+ *                    | (a compute kernel failed)        | be half written; every call but
+ *                    |                                  | reset/free returns FB_E_STATE until
+ *                    |                                  | fb_stream_reset()
+ *   FB_E_INTERNAL    | any                              | as FB_E_BACKEND (a bug: please report)
+ *
+ * Pause/resume is not engine state: a paused stream simply is not asked for chunks.
+ */
+#ifndef FLIPBOOK_ENGINE_ENGINE_H
+#define FLIPBOOK_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fb_model fb_model;
+typedef struct fb_stream fb_stream;
+
+typedef enum fb_status {
+    FB_OK = 0,
+    FB_E_INVALID = -1,   /* bad argument */
+    FB_E_NOT_FOUND = -2, /* model file missing */
+    FB_E_IO = -3,        /* model file unreadable */
+    FB_E_FORMAT = -4,    /* model file malformed: config, tensor names, shapes, dtypes */
+    FB_E_NO_MEMORY = -5, /* host or device allocation failed */
+    FB_E_NO_KV = -6,     /* the KV pool has no room for another stream */
+    FB_E_LIMIT = -7,     /* a model limit was reached (prompt length, absolute positions) */
+    FB_E_STATE = -8,     /* not possible in the stream's current state */
+    FB_E_BACKEND = -9,   /* a compute backend failed */
+    FB_E_INTERNAL = -10, /* a broken invariant */
+} fb_status;
+
+/* A short constant English name for a status ("invalid argument", ...). */
+const char *fb_status_str(fb_status st);
+
+typedef enum fb_backend {
+    FB_BACKEND_AUTO = 0, /* CUDA when built with it and a GPU is present, else CPU */
+    FB_BACKEND_CPU = 1,
+    FB_BACKEND_CUDA = 2,
+} fb_backend;
+
+typedef struct fb_model_params {
+    fb_backend backend;       /* where the kernels run (AUTO) */
+    int n_threads;            /* CPU kernel threads; 0 = one per online core */
+    size_t kv_budget_bytes;   /* KV pool shared by all streams; 0 = room for max_streams */
+    int max_streams;          /* streams the pool holds when kv_budget_bytes is 0 (1) */
+    int prompt_cache_entries; /* prompt embeddings kept across prompt changes (16) */
+    size_t prompt_cache_bytes;/* and their byte bound (256 MiB) */
+} fb_model_params;
+
+fb_model_params fb_model_default_params(void);
+
+/* Loads a model: `path` is a model file, or "default" for models/default/model.safetensors
+ * found through the FLIPBOOK_MODELS environment variable (a folder holding default/) or next
+ * to the executable's install or build location. The file is memory-mapped; its config is
+ * validated field by field and every tensor is checked by the module loaders. On failure
+ * *out is NULL and err holds a message naming the problem. */
+fb_status fb_model_load(const char *path, const fb_model_params *params, fb_model **out,
+                        char *err, size_t err_size);
+void fb_model_free(fb_model *m);   /* NULL is ignored */
+
+typedef struct fb_model_info {
+    const char *name;          /* flipbook.name; valid while the model lives */
+    const char *backend;       /* "cpu" or "cuda" */
+    int width, height;         /* decoded frame size in pixels */
+    double fps;
+    int frames_per_chunk;      /* pixel frames of every chunk but the first */
+    int first_chunk_frames;    /* pixel frames of chunk 0 (the decoder trims its warm-up) */
+    size_t frame_bytes;        /* width * height * 3 */
+    size_t chunk_rgb_bytes;    /* the output buffer fb_stream_next_chunk needs */
+    int latent_channels, latent_height, latent_width;
+    int latent_frames_per_chunk;
+    int anchor_frames, window_frames;
+    int steps;                 /* denoising steps per chunk (plus one context pass) */
+    int absolute_positions;    /* 1: streams end after max_chunks; 0: endless */
+    int64_t max_chunks;        /* 0 when endless */
+    size_t kv_bytes_per_stream;/* KV cache taken from the pool by each stream */
+    size_t kv_pool_bytes;      /* the whole pool */
+    int max_streams;           /* streams the pool holds when empty */
+    size_t stream_bytes;       /* other per-stream memory (activations, decoder, latents) */
+    size_t weight_bytes;       /* bytes of weights as mapped from the file */
+    double dit_gflop_per_chunk;/* analytic FLOPs of one chunk's DiT passes (steady state) */
+    double decode_gflop_per_chunk;
+} fb_model_info;
+
+void fb_model_get_info(const fb_model *m, fb_model_info *out);
+
+/* Streams that can still be opened now (pool free space / bytes per stream). */
+int fb_model_streams_available(const fb_model *m);
+
+/* Words of `prompt` the tokenizer cannot represent (they would become <unk>), written to out
+ * separated by single spaces (truncated to out_size). *n_unknown gets their count. */
+fb_status fb_model_unknown_words(const fb_model *m, const char *prompt, char *out,
+                                 size_t out_size, int *n_unknown);
+
+/* ---- streams ---------------------------------------------------------------------------- */
+
+/* Opens a stream on `prompt` with `seed`. The prompt is tokenized now (errors: empty prompt,
+ * too many tokens) and encoded with the first chunk. */
+fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stream **out,
+                         char *err, size_t err_size);
+void fb_stream_free(fb_stream *s);  /* returns its KV share to the pool; NULL is ignored */
+
+/* The message of the last failed call on this stream ("" when none). */
+const char *fb_stream_errmsg(const fb_stream *s);
+
+typedef struct fb_chunk_info {
+    int64_t chunk;            /* index of this chunk since open/reset: 0, 1, 2, ... */
+    int64_t first_frame;      /* pixel frame number of the first frame written */
+    int n_frames;
+    int64_t first_latent;     /* latent frame index of the chunk's first latent frame */
+    uint64_t seed;            /* the seed its noise came from */
+    int prompt_changed;       /* a new prompt (or a blend step) took effect with this chunk */
+    float blend;              /* progress of a blend in (0, 1]; 1 when none is running */
+    int recached;             /* the window was re-cached under a new prompt first */
+    int n_anchor_frames;      /* anchor frames the chunk attended to */
+    int n_window_frames;      /* past window frames the chunk attended to */
+    double ms_text;           /* tokenizer + text encoder (0 on a prompt-cache hit) */
+    double ms_recache;        /* recache pass */
+    double ms_dit_steps;      /* the denoising DiT passes */
+    double ms_context;        /* the context pass that commits the chunk's K/V */
+    double ms_decode;         /* TAEHV decode to RGB */
+    double ms_total;
+    double gflop_dit;         /* analytic FLOPs of this chunk's DiT passes (recache included) */
+    double gflop_decode;      /* analytic FLOPs of its decode */
+} fb_chunk_info;
+
+/* Generates the next chunk and decodes it into `out_rgb` (n_frames * frame_bytes bytes,
+ * frames one after another; out_size must be at least info.chunk_rgb_bytes). */
+fb_status fb_stream_next_chunk(fb_stream *s, uint8_t *out_rgb, size_t out_size, int *n_frames,
+                               fb_chunk_info *info);
+
+/* Generates the next chunk of several streams. Denoising passes of streams whose shapes match
+ * may share one DiT forward pass; results and noise are the same as calling
+ * fb_stream_next_chunk on each stream. status[i] is each stream's own result; the return value
+ * is FB_OK when all succeeded, else the first error. The streams must be distinct and belong to
+ * the same model; the caller holds all of them (one thread). */
+fb_status fb_streams_next_chunk(fb_stream *const *streams, int n, uint8_t *const *out_rgb,
+                                size_t out_size, int *n_frames, fb_chunk_info *info,
+                                fb_status *status);
+
+typedef enum fb_transition {
+    FB_TRANSITION_CUT = 0,     /* the new conditioning applies from the next chunk */
+    FB_TRANSITION_RECACHE = 1, /* also re-run the window frames at t=0 under the new prompt so
+                                * the self-attention cache agrees with it (LongLive) */
+    FB_TRANSITION_BLEND = 2,   /* interpolate the text-encoder output over blend_chunks chunks */
+} fb_transition;
+
+/* Changes the prompt from the next chunk on. The prompt is tokenized now (errors are
+ * returned here and leave the stream unchanged); the encoder runs with the next chunk.
+ * blend_chunks is used by FB_TRANSITION_BLEND (1..1000). */
+fb_status fb_stream_set_prompt(fb_stream *s, const char *prompt, fb_transition transition,
+                               int blend_chunks);
+
+/* New noise seed from the next chunk on (the chunk counter continues). */
+fb_status fb_stream_set_seed(fb_stream *s, uint64_t seed);
+
+/* Makes the latest chunk the anchor: its cached frames replace the anchor slots. FB_E_STATE
+ * before the first chunk or for a model without anchor slots. */
+fb_status fb_stream_pin_anchor(fb_stream *s);
+
+/* Encodes an RGB24 image (exactly width x height of the model's frames, rows `stride` bytes
+ * apart) with the TAEHV encoder and writes it into the anchor slots with a context pass under
+ * the current prompt. Takes effect for the next chunk. */
+fb_status fb_stream_set_anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
+                                     size_t stride);
+
+/* Starts the stream over: empty cache, fresh decoder, chunk 0; prompt and seed are kept and
+ * any pending or running transition is dropped. Also clears a failed state. */
+fb_status fb_stream_reset(fb_stream *s);
+
+/* Latent frames generated since open/reset, and the chunk index the next call produces. */
+int64_t fb_stream_chunk_index(const fb_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,106 @@
+/* kernels/cpu/attention.c - multi-head attention with tiled online softmax.
+ *
+ * One task = one head x one tile of FB_ATTN_BQ queries. It walks the keys in tiles of
+ * FB_ATTN_BK: S = scale * Q_tile K_tile^T (a small GEMM on strided rows, no copies), then the
+ * running max m, the running sum l and the accumulator O are rescaled as in the online softmax
+ * (Milakov & Gimelshein 2018; the FlashAttention recurrence), O += P V_tile, and at the end
+ * out = O / l. Memory is one 64 x 128 score tile and one 64 x Dh accumulator per thread (in the
+ * context), whatever the sequence lengths: a 4680 x 18720 score matrix per head (350 MB) never
+ * exists.
+ *
+ * Exponentials use fb__exp_fast: with Lq x Lk x H of them per layer they would otherwise cost
+ * as much as the two GEMMs.
+ */
+#include "kernels/cpu/cpu_internal.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    fb_kctx *k;
+    const float *q, *kk, *v;
+    float *out;
+    int Lq, Lk, H, Dh;
+    float scale;
+    int q_tiles;
+} attn_job;
+
+static void attn_task(void *p, int task, int thread)
+{
+    const attn_job *j = p;
+    int h = task / j->q_tiles;
+    int q0 = (task % j->q_tiles) * FB_ATTN_BQ;
+    int nq = j->Lq - q0 < FB_ATTN_BQ ? j->Lq - q0 : FB_ATTN_BQ;
+    int Dh = j->Dh;
+    int ld = j->H * Dh;   /* row stride of q, k, v, out */
+
+    float *S = j->k->attn_scratch + (size_t)thread * j->k->attn_stride;
+    float *O = S + FB_ATTN_BQ * FB_ATTN_BK;
+    float *m = O + FB_ATTN_BQ * FB_ATTN_MAX_HEAD_DIM;
+    float *l = m + FB_ATTN_BQ;
+
+    const float *Q = j->q + (size_t)q0 * ld + (size_t)h * Dh;
+    for (int i = 0; i < nq; i++) {
+        m[i] = -FLT_MAX;
+        l[i] = 0.0f;
+    }
+    memset(O, 0, (size_t)nq * Dh * sizeof(float));
+
+    for (int k0 = 0; k0 < j->Lk; k0 += FB_ATTN_BK) {
+        int nk = j->Lk - k0 < FB_ATTN_BK ? j->Lk - k0 : FB_ATTN_BK;
+        const float *K = j->kk + (size_t)k0 * ld + (size_t)h * Dh;
+        const float *V = j->v + (size_t)k0 * ld + (size_t)h * Dh;
+        /* S[nq, nk] = scale * Q K^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, Dh, j->scale, Q, ld, K, ld,
+                    0.0f, S, FB_ATTN_BK);
+        for (int i = 0; i < nq; i++) {
+            float *s = S + (size_t)i * FB_ATTN_BK;
+            float mx = m[i];
+            for (int c = 0; c < nk; c++)
+                mx = s[c] > mx ? s[c] : mx;
+            float sum = 0.0f;
+            for (int c = 0; c < nk; c++) {
+                /* s - mx <= 0; below -87 the weight is < 1e-38 of the largest: flush to ~0 */
+                float d = fmaxf(s[c] - mx, -87.0f);
+                float e = fb__exp_fast(d);
+                s[c] = e;
+                sum += e;
+            }
+            if (mx != m[i]) {
+                float corr = fb__exp_fast(fmaxf(m[i] - mx, -87.0f));
+                if (m[i] == -FLT_MAX)
+                    corr = 0.0f;
+                float *o = O + (size_t)i * Dh;
+                for (int d = 0; d < Dh; d++)
+                    o[d] *= corr;
+                l[i] = l[i] * corr + sum;
+                m[i] = mx;
+            } else {
+                l[i] += sum;
+            }
+        }
+        /* O[nq, Dh] += P V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, Dh, nk, 1.0f, S, FB_ATTN_BK,
+                    V, ld, 1.0f, O, Dh);
+    }
+    float *out = j->out + (size_t)q0 * ld + (size_t)h * Dh;
+    for (int i = 0; i < nq; i++) {
+        float inv = 1.0f / l[i];
+        const float *o = O + (size_t)i * Dh;
+        float *dst = out + (size_t)i * ld;
+        for (int d = 0; d < Dh; d++)
+            dst[d] = o[d] * inv;
+    }
+}
+
+void fb_attention(fb_kctx *k, const float *q, const float *kk, const float *v, float *out,
+                  int Lq, int Lk, int H, int Dh, float scale)
+{
+    FB_KASSERT(Lq >= 0 && Lk >= 1 && H >= 1 && Dh >= 1 && Dh <= FB_ATTN_MAX_HEAD_DIM);
+    if (Lq == 0)
+        return;
+    attn_job j = {k, q, kk, v, out, Lq, Lk, H, Dh, scale, (Lq + FB_ATTN_BQ - 1) / FB_ATTN_BQ};
+    fb_kctx_parallel(k, j.q_tiles * H, attn_task, &j);
+}

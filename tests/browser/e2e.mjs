@@ -1,0 +1,252 @@
+// End-to-end test of the web client in Debian's Chromium, driven by playwright-core.
+//
+//   node e2e.mjs --flipbookd PATH --web-root DIR --out DIR [--chromium /usr/bin/chromium]
+//
+// Starts flipbookd (test pattern, 256x256, --port 0), opens the page, starts a stream by typing
+// a prompt and pressing Enter, and checks: frames are decoded and painted (canvas not blank,
+// frame counter advancing), a new prompt is acknowledged in the page and reached the daemon,
+// pause/resume, a server-side recording started and stopped from the page downloads, and the
+// viewer link plays in a second page with steering hidden. Screenshots go to --out. Prints
+// latency figures (frame produced -> painted). Exit 0 on success, 1 on any failure.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
+  return acc;
+}, []));
+const FPS = 30;
+const chromiumPath = args.chromium || '/usr/bin/chromium';
+const outDir = args.out || process.cwd();
+let passed = 0, failed = 0;
+const figures = [];
+
+function check(ok, what, detail = '') {
+  if (ok) passed++; else failed++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'}  ${what}${detail !== '' ? `  (${detail})` : ''}`);
+  return ok;
+}
+function figure(text) { figures.push(text); console.log(`figure: ${text}`); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(page, fn, arg, timeoutMs, what) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
+    return true;
+  } catch (e) {
+    const st = await page.evaluate(() => JSON.stringify(window.flipbookStats)).catch(() => '?');
+    check(false, what, `timed out after ${timeoutMs} ms; stats ${st.slice(0, 400)}`);
+    return false;
+  }
+}
+
+function httpGet(port, p) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 5000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
+
+function startDaemon(tmp) {
+  const recDir = path.join(tmp, 'recordings');
+  fs.mkdirSync(recDir, { recursive: true });
+  const proc = spawn(args.flipbookd, ['--host', '127.0.0.1', '--port', '0', '--source', 'testpattern',
+    '--record-dir', recDir, '--width', '256', '--height', '256', '--fps', String(FPS),
+    '--web-root', args['web-root'], '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const onData = (buf) => {
+      for (const line of buf.toString().split('\n')) {
+        if (!line) continue;
+        log.push(line);
+        const m = /listening on http:\/\/([^/\s]+):(\d+)\//.exec(line);
+        if (m && !done) { done = true; resolve({ proc, port: Number(m[2]), log, recDir }); }
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => { if (!done) { done = true; reject(new Error(`flipbookd exited ${code}: ${log.join('\n')}`)); } });
+    setTimeout(() => { if (!done) { done = true; proc.kill('SIGKILL'); reject(new Error('flipbookd did not start')); } }, 15000);
+  });
+}
+
+function stopDaemon(d) {
+  return new Promise((resolve) => {
+    if (d.proc.exitCode !== null) { resolve(d.proc.exitCode); return; }
+    const t = setTimeout(() => { d.proc.kill('SIGKILL'); }, 10000);
+    d.proc.on('exit', (code, sig) => { clearTimeout(t); resolve(code ?? sig); });
+    d.proc.kill('SIGTERM');
+  });
+}
+
+// Pixel statistics of the canvas: mean/stddev of luma and how many distinct colours (coarse).
+function canvasStats() {
+  const c = document.getElementById('screen');
+  const ctx = c.getContext('2d');
+  const { data } = ctx.getImageData(0, 0, c.width, c.height);
+  let sum = 0, sum2 = 0, n = 0;
+  const colours = new Set();
+  for (let i = 0; i < data.length; i += 4 * 7) {
+    const y = 0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2];
+    sum += y; sum2 += y * y; n++;
+    colours.add(((data[i] >> 5) << 6) | ((data[i + 1] >> 5) << 3) | (data[i + 2] >> 5));
+  }
+  const mean = sum / n;
+  return { w: c.width, h: c.height, mean, std: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), colours: colours.size };
+}
+
+async function main() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flipbook-browser-'));
+  const watchdog = setTimeout(() => { console.log('FAIL  whole test timed out'); process.exit(1); }, 110000);
+  let daemon = null, context = null;
+  try {
+    daemon = await startDaemon(tmp);
+    const base = `http://127.0.0.1:${daemon.port}/`;
+    context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
+      executablePath: chromiumPath,
+      headless: true,
+      viewport: { width: 1280, height: 800 },
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const page = context.pages()[0] || await context.newPage();
+    const consoleErrors = [];
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+    await page.goto(base);
+    check(await page.evaluate(() => window.isSecureContext && typeof VideoDecoder === 'function'),
+      'page is a secure context with WebCodecs');
+    await waitFor(page, () => window.flipbookStats && window.flipbookStats.state === 'idle', null, 10000,
+      'page connects and waits for a prompt');
+
+    // Start: type a prompt, press Enter.
+    await page.fill('#prompt', 'a quiet harbour at dusk');
+    const t0 = Date.now();
+    await page.press('#prompt', 'Enter');
+    if (await waitFor(page, () => window.flipbookStats.framesPainted >= 5, null, 15000, 'first frames painted')) {
+      check(true, 'stream started and painted', `first 5 frames after ${Date.now() - t0} ms`);
+      figure(`time from Enter to 5 painted frames: ${Date.now() - t0} ms`);
+    }
+    const role = await page.evaluate(() => window.flipbookStats.role);
+    check(role === 'owner', 'page is the owner', role);
+
+    // Frames keep coming: counter advances over 2 s at about the stream rate.
+    const s1 = await page.evaluate(() => ({ ...window.flipbookStats }));
+    await sleep(2000);
+    const s2 = await page.evaluate(() => ({ ...window.flipbookStats }));
+    const painted = s2.framesPainted - s1.framesPainted;
+    const advanced = s2.lastPaintedFrameNo - s1.lastPaintedFrameNo;
+    check(advanced >= 1.6 * FPS, 'frame counter advances over 2 s', `${advanced} frames`);
+    check(painted >= 1.6 * FPS, 'frames painted over 2 s', `${painted} paints, ${s2.framesDecoded - s1.framesDecoded} decoded`);
+    check(s2.decodeErrors === 0, 'no decoder errors', String(s2.decodeErrors));
+    figure(`painted ${(painted / 2).toFixed(1)} fps, decoded ${((s2.framesDecoded - s1.framesDecoded) / 2).toFixed(1)} fps`);
+
+    const px = await page.evaluate(canvasStats);
+    check(px.w === 256 && px.h === 256, 'canvas has the stream size', `${px.w}x${px.h}`);
+    check(px.std > 20 && px.colours >= 6, 'canvas is not blank',
+      `luma mean ${px.mean.toFixed(1)} std ${px.std.toFixed(1)}, ${px.colours} colours`);
+    check(await page.locator('#overlay').evaluate((el) => el.classList.contains('gone')), 'overlay gone while playing');
+
+    // Steer: a new prompt, Enter, the ack shows in the page and the daemon has it.
+    const newPrompt = 'lanterns drifting over a dark lake';
+    await page.fill('#prompt', newPrompt);
+    await page.press('#prompt', 'Enter');
+    if (await waitFor(page, () => window.flipbookStats.lastAck && window.flipbookStats.lastAck.of === 'prompt',
+      null, 5000, 'prompt acknowledged')) {
+      const ack = await page.evaluate(() => window.flipbookStats.lastAck);
+      check(true, 'prompt acknowledged', JSON.stringify(ack));
+      const toast = await page.locator('#toast').innerText().catch(() => '');
+      check(/Prompt applied/.test(toast), 'the ack shows in the page', toast);
+    }
+    await sleep(300);
+    const logHasPrompt = daemon.log.some((l) => l.includes(newPrompt));
+    const metrics = (await httpGet(daemon.port, '/metrics')).body.toString();
+    const reports = Number((/^flipbook_client_reports_total\s+(\d+)/m.exec(metrics) || [])[1] || 0);
+    check(logHasPrompt, 'daemon log shows the new prompt', logHasPrompt ? 'found' : daemon.log.slice(-5).join(' | '));
+    check(reports > 0, 'page reports its stats to the daemon (/metrics)', `flipbook_client_reports_total ${reports}`);
+
+    // Pause and resume from the page.
+    await page.click('#pause');
+    if (await waitFor(page, () => window.flipbookStats.server && window.flipbookStats.server.paused === true, null, 5000, 'paused')) {
+      await sleep(300);
+      const a = await page.evaluate(() => window.flipbookStats.framesReceived);
+      await sleep(1000);
+      const b = await page.evaluate(() => window.flipbookStats.framesReceived);
+      check(b - a <= 2, 'no frames while paused', `${b - a} frames in 1 s`);
+      await page.click('#pause');
+      await waitFor(page, (n) => window.flipbookStats.framesReceived > n + 10, b, 5000, 'frames again after resume');
+      check(true, 'pause and resume work');
+    }
+
+    // Record from the page: start, wait, stop, the download link works.
+    await page.click('#record');
+    await waitFor(page, () => window.flipbookStats.recording && window.flipbookStats.recording.state === 'started', null, 5000, 'recording started');
+    await sleep(2000);
+    await page.click('#record');
+    if (await waitFor(page, () => window.flipbookStats.recording && window.flipbookStats.recording.state === 'stopped', null, 8000, 'recording stopped')) {
+      const href = await page.locator('#rec-link').getAttribute('href');
+      const visible = await page.locator('#rec-result').isVisible();
+      check(visible && /^\/recordings\/[A-Za-z0-9_-]+\.webm$/.test(href), 'download link shown', href);
+      const res = await httpGet(daemon.port, href);
+      check(res.status === 200 && res.body.length > 10000 && res.body.subarray(0, 4).equals(Buffer.from([0x1a, 0x45, 0xdf, 0xa3])),
+        'recording downloads as WebM', `${res.status}, ${res.body.length} bytes`);
+    }
+
+    await page.screenshot({ path: path.join(outDir, 'browser_owner.png') });
+
+    // The viewer link in a second page.
+    const link = await page.inputValue('#viewer-link');
+    check(/\/\?session=/.test(link), 'viewer link shown', link);
+    const viewer = await context.newPage();
+    await viewer.goto(link);
+    if (await waitFor(viewer, () => window.flipbookStats && window.flipbookStats.framesPainted >= 10, null, 10000, 'viewer paints frames')) {
+      const vs = await viewer.evaluate(() => ({ ...window.flipbookStats }));
+      check(vs.role === 'viewer', 'second page joined as viewer', vs.role);
+      const vpx = await viewer.evaluate(canvasStats);
+      check(vpx.std > 20, 'viewer canvas not blank', `std ${vpx.std.toFixed(1)}`);
+      check(!(await viewer.locator('#prompt-form').isVisible()) && !(await viewer.locator('#controls').isVisible()),
+        'steering controls hidden for the viewer');
+      const ownerStats = await page.evaluate(() => window.flipbookStats.server);
+      await sleep(1200);
+      const srv = await page.evaluate(() => window.flipbookStats.server);
+      check(srv && srv.viewers >= 1, 'owner sees the viewer in stats', JSON.stringify(srv || ownerStats));
+      await viewer.screenshot({ path: path.join(outDir, 'browser_viewer.png') });
+    }
+
+    // Latency figures, measured over the last seconds of the owner page.
+    await sleep(1500);
+    const fin = await page.evaluate(() => ({ ...window.flipbookStats }));
+    figure(`latency produce->paint (owner, from start message): median ${fin.e2e.medianMs?.toFixed(1)} ms, p90 ${fin.e2e.p90Ms?.toFixed(1)} ms over ${fin.e2e.n} frames`);
+    figure(`latency above the fastest frame (queue+decode+paint): ${fin.latencyMs?.toFixed(1)} ms; arrival->decoded ${fin.decodeMs?.toFixed(1)} ms`);
+    figure(`owner totals: received ${fin.framesReceived}, decoded ${fin.framesDecoded}, painted ${fin.framesPainted}, dropped ${fin.droppedServer}+${fin.droppedLocal}, paint-skipped ${fin.paintSkipped}`);
+    check(fin.e2e.medianMs !== null && fin.e2e.medianMs < 500, 'median produce->paint latency under 500 ms', `${fin.e2e.medianMs?.toFixed(1)} ms`);
+    check(consoleErrors.length === 0, 'no console errors in the page', consoleErrors.slice(0, 3).join(' | '));
+  } catch (e) {
+    check(false, 'test ran to the end', String(e && e.stack || e));
+  } finally {
+    if (context) await context.close().catch(() => {});
+    if (daemon) {
+      const rc = await stopDaemon(daemon);
+      check(rc === 0, 'daemon exits 0 on SIGTERM', String(rc));
+      if (failed) console.log('---- daemon log (tail)\n' + daemon.log.slice(-30).join('\n'));
+    }
+    clearTimeout(watchdog);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  console.log(`browser_e2e: ${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main();

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runs the browser end-to-end test (e2e.mjs) for ctest; exits 77 (skipped) with the reason
+# when what it needs is not installed.
+#   run_e2e.sh FLIPBOOKD WEB_ROOT OUT_DIR
+here=$(cd "$(dirname "$0")" && pwd)
+flipbookd=$1
+web_root=$2
+out=$3
+chromium=${FLIPBOOK_CHROMIUM:-/usr/bin/chromium}
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "SKIP: node is not installed (apt-get install nodejs npm)"
+  exit 77
+fi
+if [ ! -d "$here/node_modules/playwright-core" ]; then
+  echo "SKIP: playwright-core is not installed; run 'npm ci' in tests/browser"
+  exit 77
+fi
+if [ ! -x "$chromium" ]; then
+  echo "SKIP: no Chromium at $chromium (apt-get install chromium, or set FLIPBOOK_CHROMIUM)"
+  exit 77
+fi
+mkdir -p "$out"
+cd "$here" && exec node e2e.mjs --flipbookd "$flipbookd" --web-root "$web_root" --out "$out" --chromium "$chromium"

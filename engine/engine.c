@@ -508,12 +508,8 @@ static fb_status tokenize_full(const fb_model *m, const char *prompt, fb_tok_res
         set_err(err, err_size, "cannot tokenize the prompt: %s", tmp);
         return FB_E_INVALID;
     }
-    if (r->n_dropped > 0) {
-        set_err(err, err_size, "prompt is %d tokens long; this model reads at most %d (EOS "
-                "included): shorten it", r->n_ids + r->n_dropped, m->cfg.text.max_tokens);
-        fb_tok_result_free(r);
-        return FB_E_LIMIT;
-    }
+    /* Longer prompts are cut at max_tokens (EOS kept last), as upstream's tokenizer call
+     * does; fb_model_prompt_tokens() tells a client how much was cut. */
     return FB_OK;
 }
 
@@ -564,6 +560,28 @@ fb_status fb_model_unknown_words(const fb_model *m, const char *prompt, char *ou
     }
     if (n_unknown)
         *n_unknown = r.n_unknown;
+    fb_tok_result_free(&r);
+    return FB_OK;
+}
+
+fb_status fb_model_prompt_tokens(const fb_model *m, const char *prompt, int *n_tokens,
+                                 int *n_dropped)
+{
+    if (n_tokens)
+        *n_tokens = 0;
+    if (n_dropped)
+        *n_dropped = 0;
+    if (!m || !prompt)
+        return FB_E_INVALID;
+    char err[FB_ERR_MAX];
+    fb_tok_result r;
+    fb_status st = tokenize_full(m, prompt, &r, err, sizeof err);
+    if (st != FB_OK)
+        return st;
+    if (n_tokens)
+        *n_tokens = r.n_ids;
+    if (n_dropped)
+        *n_dropped = r.n_dropped;
     fb_tok_result_free(&r);
     return FB_OK;
 }

@@ -55,8 +55,7 @@
  *                    | prompt (prompt cache)            | next_chunk: no chunk, stream intact,
  *                    |                                  | the same call may be retried
  *   FB_E_NO_KV       | fb_stream_open                   | no stream; message says how many fit
- *   FB_E_LIMIT       | set_prompt (too many tokens);    | set_prompt: unchanged. next_chunk:
- *                    | next_chunk ("absolute" positions | the stream has ended; reset or free
+ *   FB_E_LIMIT       | next_chunk ("absolute" positions | the stream has ended; reset or free
  *                    | past the RoPE table)             |
  *   FB_E_STATE       | pin before any chunk; any call   | unchanged
  *                    | on a stream that failed (below)  |
@@ -89,7 +88,7 @@ typedef enum fb_status {
     FB_E_FORMAT = -4,    /* model file malformed: config, tensor names, shapes, dtypes */
     FB_E_NO_MEMORY = -5, /* host or device allocation failed */
     FB_E_NO_KV = -6,     /* the KV pool has no room for another stream */
-    FB_E_LIMIT = -7,     /* a model limit was reached (prompt length, absolute positions) */
+    FB_E_LIMIT = -7,     /* a model limit was reached (absolute positions exhausted) */
     FB_E_STATE = -8,     /* not possible in the stream's current state */
     FB_E_BACKEND = -9,   /* a compute backend failed */
     FB_E_INTERNAL = -10, /* a broken invariant */
@@ -158,10 +157,15 @@ int fb_model_streams_available(const fb_model *m);
 fb_status fb_model_unknown_words(const fb_model *m, const char *prompt, char *out,
                                  size_t out_size, int *n_unknown);
 
+/* Tokens the prompt becomes (EOS included) and how many were cut because the model reads at
+ * most max_tokens (a prompt that long is truncated, as upstream does, not refused). */
+fb_status fb_model_prompt_tokens(const fb_model *m, const char *prompt, int *n_tokens,
+                                 int *n_dropped);
+
 /* ---- streams ---------------------------------------------------------------------------- */
 
-/* Opens a stream on `prompt` with `seed`. The prompt is tokenized now (errors: empty prompt,
- * too many tokens) and encoded with the first chunk. */
+/* Opens a stream on `prompt` with `seed`. The prompt is tokenized now (errors: NULL, empty or
+ * blank, longer than 16 KiB) and encoded with the first chunk. */
 fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stream **out,
                          char *err, size_t err_size);
 void fb_stream_free(fb_stream *s);  /* returns its KV share to the pool; NULL is ignored */
@@ -212,8 +216,10 @@ typedef enum fb_transition {
 } fb_transition;
 
 /* Changes the prompt from the next chunk on. The prompt is tokenized now (errors are
- * returned here and leave the stream unchanged); the encoder runs with the next chunk.
- * blend_chunks is used by FB_TRANSITION_BLEND (1..1000). */
+ * returned here and leave the stream unchanged); the encoder runs with the next chunk. A
+ * second call before that chunk replaces the first. blend_chunks is used by
+ * FB_TRANSITION_BLEND (1..1000): chunk j = 1..N after the switch is conditioned on
+ * old + (j/N) (new - old) of the encoder outputs. */
 fb_status fb_stream_set_prompt(fb_stream *s, const char *prompt, fb_transition transition,
                                int blend_chunks);
 
@@ -230,8 +236,9 @@ fb_status fb_stream_pin_anchor(fb_stream *s);
 fb_status fb_stream_set_anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
                                      size_t stride);
 
-/* Starts the stream over: empty cache, fresh decoder, chunk 0; prompt and seed are kept and
- * any pending or running transition is dropped. Also clears a failed state. */
+/* Starts the stream over: empty cache, fresh decoder, chunk 0, frame numbers from 0. The
+ * seed is kept, and the latest prompt: a pending one applies as a cut, a running blend jumps to
+ * its target. Also clears a failed state. */
 fb_status fb_stream_reset(fb_stream *s);
 
 /* Latent frames generated since open/reset, and the chunk index the next call produces. */

@@ -58,7 +58,7 @@ struct fb_model {
 };
 
 /* For tests and debugging: called after every DiT call of a chunk with what went in and out.
- * step: 0..K-1 denoising, K the context pass. Latents are [n_frames, C, H, W]. x0 is NULL for
+ * step: 0..K-1 denoising, K the context pass, -1 a recache pass (before the chunk). Latents are [n_frames, C, H, W]. x0 is NULL for
  * denoising calls (it is x_in - sigma * flow, see sampler.h); the context pass's input is x0. */
 typedef struct fb__step_event {
     int64_t chunk;
@@ -133,9 +133,9 @@ struct fb_stream {
 fb_status fb__stream_fail(fb_stream *s, fb_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Tokenizes a prompt with the model's rules (clean text, EOS, max_tokens). On success *ids is
- * a malloc'd array of *n ids. Errors: FB_E_INVALID (empty, too many bytes), FB_E_LIMIT (too
- * many tokens), FB_E_NO_MEMORY. */
+/* Tokenizes a prompt with the model's rules (clean text, EOS, cut at max_tokens). On success
+ * *ids is a malloc'd array of *n ids. Errors: FB_E_INVALID (NULL, blank, too many bytes),
+ * FB_E_NO_MEMORY. */
 fb_status fb__tokenize(const fb_model *m, const char *prompt, int32_t **ids, int *n, char *err,
                        size_t err_size);
 

@@ -373,6 +373,9 @@ static fb_status apply_text(fb_stream *s, fb_chunk_info *info, int *do_recache)
     return FB_OK;
 }
 
+static void observe(fb_stream *s, int step, float t, const float *x_in, const float *flow,
+                    const float *x0, int n, const fb_kv_plan *plan);
+
 /* ---- DiT calls -------------------------------------------------------------------------- */
 
 /* Runs the DiT on n frames given in [F, C, H, W] order (x), writing the flow in the same order
@@ -425,10 +428,14 @@ static fb_status recache(fb_stream *s, fb_chunk_info *info)
         memcpy(s->lat_gather + (size_t)f * m->lat_floats, lat, m->lat_floats * sizeof(float));
     }
     double t0 = now_ms();
-    fb_status st = dit_call(s, s->lat_gather, n, m->sched.context_t, &s->aux, 1, NULL);
+    /* The flow of a context pass is discarded; an observer gets it in x_dit, which is free
+     * once the call has read it. */
+    float *flow = s->observer ? s->x_dit : NULL;
+    fb_status st = dit_call(s, s->lat_gather, n, m->sched.context_t, &s->aux, 1, flow);
     if (st != FB_OK)
         return st;
     fb_kvcache_commit(s->kv, &s->aux);
+    observe(s, -1, m->sched.context_t, s->lat_gather, flow, s->lat_gather, n, &s->aux);
     info->ms_recache += now_ms() - t0;
     info->recached = 1;
     info->gflop_dit += fb_dit_flops(&m->cfg.dit, n, s->aux.n_past, m->tpf) / 1e9;

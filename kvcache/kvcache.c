@@ -208,10 +208,10 @@ int fb_kvcache_open(fb_kvpool *pool, int n_layers, int n_anchor, int n_window,
         free(c);
         free(pages);
         free(slot_frame);
-        set_err(err, err_size, "kv cache: needs %lld pages (%.1f MiB) but the pool has %lld of "
-                "%lld free (budget %.1f MiB)", (long long)need,
+        set_err(err, err_size, "kv cache: needs %lld pages of %zu bytes (%.1f MiB) but the pool "
+                "has %lld of %lld free (budget %zu bytes)", (long long)need, pool->page_bytes,
                 (double)need * (double)pool->page_bytes / 1048576.0, (long long)have,
-                (long long)total, (double)pool->budget_bytes / 1048576.0);
+                (long long)total, pool->budget_bytes);
         return FB_KV_ERR_BUDGET;
     }
     for (int64_t i = 0; i < need; i++)
@@ -498,9 +498,13 @@ void fb_kvcache_commit(fb_kvcache *c, const fb_kv_plan *p)
 int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size)
 {
     int A = c->n_anchor;
-    if (A == 0 || c->ring_count < A) {
-        set_err(err, err_size, "kv pin: needs %d frames in the window, it holds %d%s", A,
-                c->ring_count, A == 0 ? " (the cache has no anchor slots)" : "");
+    if (A == 0) {
+        set_err(err, err_size, "kv pin: the cache has no anchor slots");
+        return FB_KV_ERR_STATE;
+    }
+    if (c->ring_count < A) {
+        set_err(err, err_size, "kv pin: needs %d frames in the window, it holds %d", A,
+                c->ring_count);
         return FB_KV_ERR_STATE;
     }
     /* the newest A window entries become anchors 0..A-1, oldest first */

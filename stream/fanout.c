@@ -20,6 +20,7 @@ struct fb_fanout {
     int64_t last_key_request;
     int key_requested;      /* a request was made at last_key_request */
     uint64_t dropped, skips;
+    uint64_t delivered_since_skip;  /* pops since the last skip */
     int closing;
     char reason[96];
 };
@@ -105,6 +106,7 @@ static void skip_to_key(fb_fanout *q, int64_t now) {
         if (q->ring[(q->head + i) % q->cap]->is_key) last_key = i;
     }
     q->skips++;
+    q->delivered_since_skip = 0;
     start_behind(q, now);
     if (last_key) {
         for (size_t i = 0; i < last_key; i++) fb_packet_unref(take_head(q));
@@ -154,7 +156,11 @@ fb_packet *fb_fanout_pop(fb_fanout *q, int64_t now_us) {
     (void)now_us;
     if (!q->count) return NULL;
     fb_packet *p = take_head(q);
-    if (!q->count && !q->needs_key) q->behind_since = 0;  /* caught up */
+    q->delivered_since_skip++;
+    /* Caught up: drained, and a real run of frames went out since the last skip (a client
+     * that only ever manages the keyframe after each skip is still behind). */
+    if (!q->count && !q->needs_key && q->delivered_since_skip >= q->lim.soft_frames)
+        q->behind_since = 0;
     return p;
 }
 
@@ -164,6 +170,7 @@ void fb_fanout_reset(fb_fanout *q) {
     q->joining = 1;
     q->behind_since = 0;
     q->key_requested = 0;
+    q->delivered_since_skip = 0;
     q->closing = 0;
     q->reason[0] = '\0';
 }

@@ -13,7 +13,9 @@
  *  - hard limit: a client that has been behind (skipping, or not yet caught up after a skip)
  *    for longer than `hard_behind_us`, or that has more than `hard_bytes` queued, is marked for
  *    closing with a reason; push() then returns FB_FANOUT_CLOSE and keeps nothing.
- *  - "caught up" means the queue drained to empty while no keyframe was awaited.
+ *  - "caught up" means the queue drained to empty, no keyframe is awaited, and at least
+ *    `soft_frames` packets went out since the last skip (so a client that only ever gets the
+ *    keyframe after each skip still counts as behind).
  *
  * A freshly joined client starts out waiting for a keyframe too; frames skipped then are not
  * counted as dropped (they were never the client's to lose).

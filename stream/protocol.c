@@ -389,6 +389,20 @@ static char *finish(cJSON *o, int ok) {
     return s;
 }
 
+/* Integers go out as raw text: cJSON prints numbers through a double with 15 significant
+ * digits, which would corrupt seeds and ids near 2^53. */
+static cJSON *add_int(cJSON *o, const char *name, int64_t v) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return cJSON_AddRawToObject(o, name, buf);
+}
+
+static cJSON *add_uint(cJSON *o, const char *name, uint64_t v) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return cJSON_AddRawToObject(o, name, buf);
+}
+
 /* Rounds figures meant for people to two decimals so the JSON stays short. */
 static double r2(double x) { return isfinite(x) ? round(x * 100.0) / 100.0 : 0.0; }
 
@@ -411,9 +425,9 @@ char *fb_proto_config(int width, int height, int fps) {
     int ok = o != NULL;
     ok = ok && cJSON_AddStringToObject(o, "type", "config");
     ok = ok && cJSON_AddStringToObject(o, "codec", FB_PROTO_CODEC);
-    ok = ok && cJSON_AddNumberToObject(o, "width", width);
-    ok = ok && cJSON_AddNumberToObject(o, "height", height);
-    ok = ok && cJSON_AddNumberToObject(o, "fps", fps);
+    ok = ok && add_int(o, "width", width);
+    ok = ok && add_int(o, "height", height);
+    ok = ok && add_int(o, "fps", fps);
     cJSON *cs = ok ? cJSON_AddObjectToObject(o, "colorSpace") : NULL;
     ok = ok && cs;
     ok = ok && cJSON_AddStringToObject(cs, "primaries", "bt709");
@@ -428,9 +442,9 @@ char *fb_proto_ack(const fb_ack *a) {
     int ok = o != NULL;
     ok = ok && cJSON_AddStringToObject(o, "type", "ack");
     ok = ok && cJSON_AddStringToObject(o, "of", a->of ? a->of : "");
-    if (a->has_id) ok = ok && cJSON_AddNumberToObject(o, "id", (double)a->id);
-    if (a->has_frame) ok = ok && cJSON_AddNumberToObject(o, "frame", (double)a->frame);
-    if (a->has_seed) ok = ok && cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    if (a->has_id) ok = ok && add_int(o, "id", a->id);
+    if (a->has_frame) ok = ok && add_int(o, "frame", a->frame);
+    if (a->has_seed) ok = ok && add_uint(o, "seed", a->seed);
     if (a->transition) ok = ok && cJSON_AddStringToObject(o, "transition", a->transition);
     if (a->unknown_words) {
         cJSON *arr = ok ? cJSON_AddArrayToObject(o, "unknownWords") : NULL;
@@ -448,14 +462,14 @@ char *fb_proto_stats(const fb_stats_msg *s) {
     cJSON *o = cJSON_CreateObject();
     int ok = o != NULL;
     ok = ok && cJSON_AddStringToObject(o, "type", "stats");
-    ok = ok && cJSON_AddNumberToObject(o, "frame", (double)s->frame);
+    ok = ok && add_int(o, "frame", s->frame);
     ok = ok && cJSON_AddNumberToObject(o, "fps", r2(s->fps));
     ok = ok && cJSON_AddNumberToObject(o, "sentFps", r2(s->sent_fps));
     ok = ok && cJSON_AddNumberToObject(o, "bitrateKbps", r2(s->bitrate_kbps));
     ok = ok && cJSON_AddNumberToObject(o, "encodeMs", r2(s->encode_ms));
-    ok = ok && cJSON_AddNumberToObject(o, "queue", (double)s->queue);
-    ok = ok && cJSON_AddNumberToObject(o, "dropped", (double)s->dropped);
-    ok = ok && cJSON_AddNumberToObject(o, "viewers", (double)s->viewers);
+    ok = ok && add_int(o, "queue", s->queue);
+    ok = ok && add_int(o, "dropped", s->dropped);
+    ok = ok && add_int(o, "viewers", s->viewers);
     ok = ok && cJSON_AddBoolToObject(o, "recording", s->recording != 0);
     ok = ok && cJSON_AddBoolToObject(o, "paused", s->paused != 0);
     return finish(o, ok);
@@ -469,7 +483,7 @@ char *fb_proto_recording(const char *state, const char *name, const char *url, u
     ok = ok && cJSON_AddStringToObject(o, "state", state ? state : "");
     if (name) ok = ok && cJSON_AddStringToObject(o, "name", name);
     if (url) ok = ok && cJSON_AddStringToObject(o, "url", url);
-    ok = ok && cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    ok = ok && add_uint(o, "bytes", bytes);
     if (message) ok = ok && cJSON_AddStringToObject(o, "message", message);
     return finish(o, ok);
 }
@@ -480,7 +494,7 @@ char *fb_proto_error(fb_err code, const char *message, int has_id, int64_t id, i
     ok = ok && cJSON_AddStringToObject(o, "type", "error");
     ok = ok && cJSON_AddStringToObject(o, "code", fb_err_code(code));
     ok = ok && cJSON_AddStringToObject(o, "message", message ? message : fb_err_code(code));
-    if (has_id) ok = ok && cJSON_AddNumberToObject(o, "id", (double)id);
+    if (has_id) ok = ok && add_int(o, "id", id);
     if (fatal) ok = ok && cJSON_AddTrueToObject(o, "fatal");
     return finish(o, ok);
 }
@@ -497,19 +511,21 @@ char *fb_proto_end(const char *reason) {
 
 void fb_rate_init(fb_rate *r, double rate, double burst, int64_t now_us) {
     r->rate = rate;
-    r->burst = burst;
-    r->tokens = burst;
+    r->burst_u = (int64_t)(burst * 1e6);
+    r->tokens_u = r->burst_u;
     r->last_us = now_us;
 }
 
 int fb_rate_take(fb_rate *r, int64_t now_us) {
     if (now_us > r->last_us) {
-        r->tokens += (double)(now_us - r->last_us) * 1e-6 * r->rate;
-        if (r->tokens > r->burst) r->tokens = r->burst;
+        int64_t dt = now_us - r->last_us;
+        /* dt * rate millionths; capped before multiplying so a long pause cannot overflow */
+        int64_t add = dt > 3600000000LL ? r->burst_u : (int64_t)((double)dt * r->rate);
+        r->tokens_u = r->tokens_u + add > r->burst_u ? r->burst_u : r->tokens_u + add;
         r->last_us = now_us;
     }
-    if (r->tokens >= 1.0) {
-        r->tokens -= 1.0;
+    if (r->tokens_u >= 1000000) {
+        r->tokens_u -= 1000000;
         return 1;
     }
     return 0;

@@ -183,7 +183,8 @@ char *fb_proto_end(const char *reason);
 
 /* ---- token bucket: `rate` tokens per second up to `burst`; starts full ---- */
 typedef struct fb_rate {
-    double tokens, rate, burst;
+    int64_t tokens_u, burst_u;  /* millionths of a token: exact for whole-microsecond clocks */
+    double rate;
     int64_t last_us;
 } fb_rate;
 void fb_rate_init(fb_rate *r, double rate, double burst, int64_t now_us);

@@ -76,6 +76,7 @@ function startDaemon(tmp) {
     };
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
+    proc.on('error', (e) => { if (!done) { done = true; reject(new Error(`cannot run flipbookd: ${e.message}`)); } });
     proc.on('exit', (code) => { if (!done) { done = true; reject(new Error(`flipbookd exited ${code}: ${log.join('\n')}`)); } });
     setTimeout(() => { if (!done) { done = true; proc.kill('SIGKILL'); reject(new Error('flipbookd did not start')); } }, 15000);
   });

@@ -21,4 +21,9 @@ if [ ! -x "$chromium" ]; then
   exit 77
 fi
 mkdir -p "$out"
+# Absolute paths: the test runs from this folder (where node_modules is).
+abs() { case $1 in /*) echo "$1" ;; *) echo "$(pwd)/$1" ;; esac; }
+flipbookd=$(abs "$flipbookd")
+web_root=$(abs "$web_root")
+out=$(cd "$out" && pwd)
 cd "$here" && exec node e2e.mjs --flipbookd "$flipbookd" --web-root "$web_root" --out "$out" --chromium "$chromium"

@@ -8,6 +8,7 @@ checked against and to train the default model:
     dit        the Wan2.1 DiT: bidirectional, cached (chunk loop) and training forwards
     kvcache    anchor + window KV cache and the matching training attention plan
     sampler    flow-matching schedule and the stream chunk loop with prompt transitions
+    training   flow-matching loss over whole clips (diffusion forcing, teacher forcing)
     t5         umT5 text encoder
     taehv      TAEHV decoder/encoder, parallel and streaming
     tokenizer  SentencePiece wrapper

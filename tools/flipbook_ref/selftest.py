@@ -182,6 +182,29 @@ def training_backward():
 
 
 @check
+def training_reduces_loss():
+    from .sampler import FlowMatchSchedule
+    from .training import flow_matching_loss
+    torch.manual_seed(0)
+    dit = tiny_dit(7).train()
+    dit.rope_dtype = torch.float32
+    cfg = model_cfg(dit, 2, 2, 2, "window")
+    sched = FlowMatchSchedule(cfg.sampler)
+    clean = torch.randn(2, 4, 8, 4, 4)
+    ctx = torch.randn(2, 5, 16)
+    opt = torch.optim.Adam(dit.parameters(), lr=3e-3)
+    losses = []
+    for i in range(30):
+        g = torch.Generator().manual_seed(i % 3)
+        loss = flow_matching_loss(dit, clean, ctx, cfg, sched, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+@check
 def prompt_transitions():
     dit = tiny_dit(5)
     cfg = model_cfg(dit, 2, 2, 3, "window")

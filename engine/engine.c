@@ -67,6 +67,20 @@ static int is_file(const char *p)
 
 #define DEFAULT_REL "default/model.safetensors"
 
+/* Appends ", item" (or the first item) to a list in buf; silently stops when full. */
+static size_t append_list(char *buf, size_t size, size_t used, const char *item)
+{
+    size_t add = strlen(item) + (used ? 2 : 0);
+    if (used + add + 1 > size)
+        return used;
+    if (used) {
+        memcpy(buf + used, ", ", 2);
+        used += 2;
+    }
+    memcpy(buf + used, item, strlen(item) + 1);
+    return used + strlen(item);
+}
+
 /* Resolves "default": $FLIPBOOK_MODELS/default/model.safetensors when the variable is set,
  * else models/default/model.safetensors beside the running executable's install prefix
  * (<prefix>/share/flipbook/models) or build tree, else the source tree's models/ folder the
@@ -81,9 +95,7 @@ static int resolve_default(char *out, size_t out_size, char *tried, size_t tried
         if (n_ > 0 && (size_t)n_ < out_size) {                                       \
             if (is_file(out))                                                        \
                 return 0;                                                            \
-            int k_ = snprintf(tried + used, tried_size - used, "%s%s", used ? ", " : "", out); \
-            if (k_ > 0 && used + (size_t)k_ < tried_size)                            \
-                used += (size_t)k_;                                                  \
+            used = append_list(tried, tried_size, used, out);                       \
         }                                                                            \
     } while (0)
     const char *env = getenv("FLIPBOOK_MODELS");
@@ -111,29 +123,6 @@ static int resolve_default(char *out, size_t out_size, char *tried, size_t tried
 }
 
 /* ---- sizes ------------------------------------------------------------------------------ */
-
-double fb__decode_flops_per_latent(const fb_config *cfg)
-{
-    /* TAEHV decoder (shared/specs/wan_causal.md sec. 8), per latent frame: a 3x3 conv in,
-     * then per stage three MemBlocks (3x3 convs 2n->n, n->n, n->n), an optional 2x upsample,
-     * a 1x1 TGrow (n -> stride*n) and a 3x3 conv to the next width; a final 3x3 conv to RGB. */
-    const fb_vae_config *v = &cfg->vae;
-    double hw = (double)cfg->stream.latent_height * cfg->stream.latent_width;
-    double t = 1, fl = 0;
-    fl += 2.0 * 9 * v->latent_channels * v->decoder_channels[0] * hw;
-    for (int i = 0; i < v->n_stages - 1; i++) {
-        double n = v->decoder_channels[i];
-        fl += 3 * 2.0 * 9 * 4 * n * n * hw * t;
-        if (v->decoder_space_upscale[i])
-            hw *= 4;
-        int stride = v->decoder_time_upscale[i] ? 2 : 1;
-        fl += 2.0 * n * n * stride * hw * t;
-        t *= stride;
-        fl += 2.0 * 9 * n * v->decoder_channels[i + 1] * hw * t;
-    }
-    fl += 2.0 * 9 * v->decoder_channels[v->n_stages - 1] * 3 * hw * t;
-    return fl;
-}
 
 static size_t align64(size_t n)
 {
@@ -337,6 +326,8 @@ fb_status fb_model_load(const char *path, const fb_model_params *params, fb_mode
     int max_past = m->A + m->Wn;
     b += align64(fb_dit_scratch_bytes(&c->dit, m->recache_frames, max_past, m->tpf));
     b += align64(fb_t5_scratch_bytes(m->t5, c->text.max_tokens));
+    b += align64(fb_taehv_decode_scratch_bytes(m->vae, m->H, m->W));
+    b += fb_taehv_stream_bytes(m->vae, m->H, m->W);
     m->stream_bytes = b;
     m->weight_bytes = fb_dit_weight_bytes(m->dit) + fb_t5_weight_bytes(m->t5) +
                       fb_taehv_weight_bytes(m->vae);
@@ -397,7 +388,7 @@ void fb_model_get_info(const fb_model *m, fb_model_info *o)
     o->weight_bytes = m->weight_bytes;
     double steady = fb_dit_flops(&c->dit, m->F, m->A + m->Wn, m->tpf);
     o->dit_gflop_per_chunk = steady * (m->sched.n_steps + 1) / 1e9;
-    o->decode_gflop_per_chunk = fb__decode_flops_per_latent(c) * m->F / 1e9;
+    o->decode_gflop_per_chunk = fb_taehv_decode_flops(m->vae, m->H, m->W) * m->F / 1e9;
 }
 
 int fb_model_streams_available(const fb_model *m)

@@ -83,6 +83,9 @@ struct fb_stream {
     fb_kv_plan plan;            /* the current chunk's plan (32 KB: kept here, not on stacks) */
     fb_kv_plan aux;             /* recache / anchor plan */
     fb_taehv_stream *dec;       /* streaming decoder memory */
+    fb_taehv_enc *enc;          /* image encoder memory (made on first use) */
+    void *enc_scratch;
+    size_t enc_scratch_bytes;
 
     /* One arena for everything a chunk touches, carved at open. */
     void *arena;
@@ -102,6 +105,8 @@ struct fb_stream {
     size_t dit_scratch_bytes;
     void *t5_scratch;
     size_t t5_scratch_bytes;
+    void *dec_scratch;
+    size_t dec_scratch_bytes;
 
     fb_dit_text *text;          /* prepared conditioning for ctx */
 
@@ -138,9 +143,6 @@ fb_status fb__stream_fail(fb_stream *s, fb_status st, const char *fmt, ...)
  * FB_E_NO_MEMORY. */
 fb_status fb__tokenize(const fb_model *m, const char *prompt, int32_t **ids, int *n, char *err,
                        size_t err_size);
-
-/* Analytic FLOPs of the decoder per latent frame. */
-double fb__decode_flops_per_latent(const fb_config *cfg);
 
 /* For tests: replace the noise source of a stream (NULL restores the counter RNG). */
 void fb__stream_set_noise(fb_stream *s, fb_noise_fn fn, void *ctx);

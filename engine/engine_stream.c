@@ -115,6 +115,8 @@ static size_t stream_layout(fb_stream *s, char *base, size_t size)
     s->dit_scratch = carve(&cv, s->dit_scratch_bytes);
     s->t5_scratch_bytes = fb_t5_scratch_bytes(m->t5, c->text.max_tokens);
     s->t5_scratch = carve(&cv, s->t5_scratch_bytes);
+    s->dec_scratch_bytes = fb_taehv_decode_scratch_bytes(m->vae, m->H, m->W);
+    s->dec_scratch = carve(&cv, s->dec_scratch_bytes);
     return cv.off;
 }
 
@@ -164,6 +166,8 @@ void fb_stream_free(fb_stream *s)
     if (!s)
         return;
     fb_taehv_stream_free(s->dec);
+    fb_taehv_enc_free(s->enc);
+    free(s->enc_scratch);
     fb_dit_text_free(s->text);
     fb_kvcache_close(s->kv);
     fb_kctx_free(s->kc);
@@ -229,7 +233,7 @@ fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stre
     stream_layout(s, s->arena, s->arena_bytes);
     ring_clear(s);
 
-    if (fb_taehv_stream_new(m->vae, &s->dec, tmp, sizeof tmp) != 0)
+    if (fb_taehv_stream_init(m->vae, m->H, m->W, &s->dec, tmp, sizeof tmp) != 0)
         OPEN_FAIL(FB_E_NO_MEMORY, "decoder state: %s", tmp);
     *out = s;
     return FB_OK;
@@ -338,9 +342,13 @@ static fb_status apply_text(fb_stream *s, fb_chunk_info *info, int *do_recache)
     if (nb.active) {
         nb.done++;
         a = (float)((double)nb.done / (double)nb.total);
-        blend_into(s->ctx_tmp, from, to, a, n);
-        if (nb.done >= nb.total)
+        if (nb.done >= nb.total) {
+            /* the last step lands exactly on the target, not on from + 1 * (to - from) */
+            memcpy(s->ctx_tmp, to, n * sizeof(float));
             nb.active = 0;
+        } else {
+            blend_into(s->ctx_tmp, from, to, a, n);
+        }
         changed = 1;
     }
     if (changed || s->text_stale) {
@@ -556,7 +564,7 @@ static fb_status run_chunk(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chu
     if (st != FB_OK)
         return mark_failed(s, st);
     ci->ms_decode = now_ms() - t0;
-    ci->gflop_decode = fb__decode_flops_per_latent(&m->cfg) * m->F / 1e9;
+    ci->gflop_decode = fb_taehv_decode_flops(m->vae, m->H, m->W) * m->F / 1e9;
     ci->first_frame = s->frames_out;
     ci->n_frames = *n_frames;
     s->frames_out += *n_frames;
@@ -711,5 +719,127 @@ fb_status fb_stream_reset(fb_stream *s)
     s->frames_out = 0;
     s->failed = 0;
     s->err[0] = '\0';
+    return FB_OK;
+}
+
+/* ---- decode ----------------------------------------------------------------------------- */
+
+static fb_status decode_latents(fb_stream *s, const float *lat, int n, uint8_t *out,
+                                int *n_frames)
+{
+    const fb_model *m = s->m;
+    int nf = 0;
+    char tmp[FB_ERR_MAX];
+    if (fb_taehv_stream_frames_for(s->dec, n) > m->max_chunk_frames)
+        return fb__stream_fail(s, FB_E_INTERNAL, "decoder would produce %d frames, planned %d",
+                               fb_taehv_stream_frames_for(s->dec, n), m->max_chunk_frames);
+    if (fb_taehv_decode(m->vae, s->kc, s->dec, lat, n, s->rgbf, &nf, s->dec_scratch,
+                        s->dec_scratch_bytes, tmp, sizeof tmp) != 0)
+        return fb__stream_fail(s, FB_E_INTERNAL, "decoder: %s", tmp);
+    size_t plane = (size_t)3 * m->width * m->height;
+    for (int i = 0; i < nf; i++)
+        fb_taehv_to_rgb24(s->rgbf + (size_t)i * plane, m->height, m->width,
+                          out + (size_t)(*n_frames + i) * m->frame_bytes, (size_t)m->width * 3);
+    *n_frames += nf;
+    return FB_OK;
+}
+
+/* ---- anchors from an image -------------------------------------------------------------- */
+
+/* Makes sure the DiT's prepared prompt reflects the prompt in effect (not a pending one). */
+static fb_status ensure_text(fb_stream *s)
+{
+    if (s->need_text) {
+        double ms = 0;
+        fb_status st = encode_ids(s, s->ids, s->n_ids, s->ctx, &ms);
+        if (st != FB_OK)
+            return st;
+        s->need_text = 0;
+        s->text_stale = 1;
+    }
+    if (s->text_stale) {
+        fb_status st = prepare_text(s, s->ctx);
+        if (st != FB_OK)
+            return st;
+        s->text_stale = 0;
+    }
+    return FB_OK;
+}
+
+fb_status fb_stream_set_anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
+                                     size_t stride)
+{
+    if (!s)
+        return FB_E_INVALID;
+    fb_status st = check_usable(s);
+    if (st != FB_OK)
+        return st;
+    const fb_model *m = s->m;
+    if (!rgb)
+        return fb__stream_fail(s, FB_E_INVALID, "anchor image: rgb is NULL");
+    if (width != m->width || height != m->height)
+        return fb__stream_fail(s, FB_E_INVALID, "anchor image is %dx%d; this model's frames are "
+                               "%dx%d RGB24", width, height, m->width, m->height);
+    if (stride < (size_t)width * 3)
+        return fb__stream_fail(s, FB_E_INVALID, "anchor image: stride %zu is shorter than a row "
+                               "(%d bytes)", stride, width * 3);
+    if (m->A == 0)
+        return fb__stream_fail(s, FB_E_STATE, "this model has no anchor slots (anchor_frames 0)");
+    if (!fb_taehv_has_encoder(m->vae))
+        return fb__stream_fail(s, FB_E_STATE, "this model file has no image encoder (vae.encoder "
+                               "tensors)");
+    int mult = fb_taehv_encoder_size_multiple(m->vae);
+    if (mult <= 0 || m->width % mult || m->height % mult || m->width / mult != m->W ||
+        m->height / mult != m->H)
+        return fb__stream_fail(s, FB_E_STATE, "this model's encoder does not map %dx%d frames to "
+                               "%dx%d latents", m->width, m->height, m->W, m->H);
+    char tmp[FB_ERR_MAX];
+    if (!s->enc) {
+        /* The encoder is used rarely; its memory is taken on first use, not at open. */
+        if (fb_taehv_enc_init(m->vae, m->height, m->width, &s->enc, tmp, sizeof tmp) != 0)
+            return fb__stream_fail(s, FB_E_NO_MEMORY, "image encoder: %s", tmp);
+        s->enc_scratch_bytes = fb_taehv_encode_scratch_bytes(m->vae, m->height, m->width);
+        s->enc_scratch = malloc(s->enc_scratch_bytes ? s->enc_scratch_bytes : 1);
+        if (!s->enc_scratch) {
+            fb_taehv_enc_free(s->enc);
+            s->enc = NULL;
+            return fb__stream_fail(s, FB_E_NO_MEMORY, "image encoder: out of memory");
+        }
+    }
+    st = ensure_text(s);
+    if (st != FB_OK)
+        return st;
+    int A = m->A;
+    if (A > m->recache_frames)
+        return fb__stream_fail(s, FB_E_INTERNAL, "anchor pass larger than planned");
+    st = FB_OK;
+    /* rgbf is free between chunks: it holds the planar image. A still image becomes a still
+     * clip: each anchor latent is encoded from frames_per_encoded_latent copies of it. */
+    fb_taehv_from_rgb24(rgb, stride, height, width, s->rgbf);
+    fb_taehv_enc_reset(s->enc);
+    int per = fb_taehv_frames_per_encoded_latent(m->vae);
+    int got = 0;
+    for (int i = 0; i < A * per && got < A; i++) {
+        int nl = 0;
+        if (fb_taehv_encode_push(m->vae, s->kc, s->enc, s->rgbf,
+                                 s->lat_gather + (size_t)got * m->lat_floats, &nl,
+                                 s->enc_scratch, s->enc_scratch_bytes, tmp, sizeof tmp) != 0)
+            return fb__stream_fail(s, FB_E_INTERNAL, "image encoder: %s", tmp);
+        got += nl;
+    }
+    if (got != A)
+        return fb__stream_fail(s, FB_E_INTERNAL, "image encoder gave %d latents for %d anchors",
+                               got, A);
+    int rc = fb_kvcache_plan_anchor(s->kv, A, (fb_kv_positions)m->cfg.stream.positions, &s->aux,
+                                    tmp, sizeof tmp);
+    if (rc != 0)
+        return fb__stream_fail(s, rc == FB_KV_ERR_STATE ? FB_E_STATE : FB_E_INTERNAL,
+                               "anchor plan: %s", tmp);
+    st = dit_call(s, s->lat_gather, A, m->sched.context_t, &s->aux, 1, NULL);
+    if (st != FB_OK)
+        return mark_failed(s, st);
+    fb_kvcache_commit(s->kv, &s->aux);
+    for (int f = 0; f < A; f++)
+        ring_put(s, s->aux.frame_index[f], s->lat_gather + (size_t)f * m->lat_floats);
     return FB_OK;
 }

@@ -26,7 +26,9 @@ _Static_assert(FB_PACKET_PRE >= LWS_PRE, "FB_PACKET_PRE must cover LWS_PRE");
 #define TX_PACKET_SIZE (128 * 1024)    /* one send() of video: a keyframe usually fits */
 #define NOTSENT_LOWAT (64 * 1024)      /* writable only when the kernel's unsent bytes are low */
 #define HTTP_CHUNK (32 * 1024)
-#define CLOSE_GRACE_SECS 3             /* a closing client that never drains is killed after */
+/* A closing client gets this long to become writable for its close frame (a stuck reader only
+ * needs to read a little: nothing else is queued for it any more), then it is cut off. */
+#define CLOSE_GRACE_SECS 10
 
 typedef struct text_item {
     struct text_item *next;

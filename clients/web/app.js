@@ -45,6 +45,7 @@ const stats = {
   latencyMs: null,       // paint time minus arrival baseline (see Player.paint)
   decodeMs: null,        // decode() -> output, smoothed
   e2e: { medianMs: null, p90Ms: null, n: 0 }, // from `start` sent to paint (owner who started)
+  recentPaints: [],      // last 120 paints: {frameNo, pts (us), wallMs (Date.now() clock)}
   width: 0,
   height: 0,
   fps: 0,
@@ -118,7 +119,10 @@ class Player {
     this.pendingFrameNo = undefined;
     this.meta = new Map();     // timestamp -> {frameNo, arrival, decodeStart}
     this.lastKeyRequest = 0;
-    this.baseline = Infinity;  // smallest (arrival - pts) seen: the fastest a frame ever came
+    this.offsets = [];         // per-second minima of (arrival - pts) over the last 8 s
+    this.lastArrival = null;   // arrival time and pts of the previous frame
+    this.lastPts = 0;
+    this.baseline = Infinity;  // their minimum: how early the fastest recent frame came
     this.startSentAt = null;   // performance.now() when this page sent `start`
     this.e2eSamples = [];
     this.paintTimes = [];
@@ -161,6 +165,7 @@ class Player {
     }
     this.meta.clear();
     this.waitingForKey = true;
+    this.offsets = [];
     this.baseline = Infinity;
     if (!this.config) { this.decoder = null; return; }
     this.decoder = new VideoDecoder({
@@ -173,6 +178,7 @@ class Player {
   // A new connection: the next frames start at a keyframe the server sends on join.
   restart() {
     this.waitingForKey = true;
+    this.offsets = [];
     this.baseline = Infinity;
     if (this.decoder && this.decoder.state === 'configured') {
       this.decoder.reset();
@@ -209,7 +215,15 @@ class Player {
     }
     stats.lastFrameNo = frameNo;
     this.byteLog.push([now, buf.byteLength]);
-    this.baseline = Math.min(this.baseline, now - pts / 1000);
+    // A pause (or a stall) shifts the timestamps against the clock: this frame came much later
+    // than its timestamp says. Start the latency baseline afresh instead of reporting the pause.
+    if (this.lastArrival != null && (now - this.lastArrival) - (pts - this.lastPts) / 1000 > 250) {
+      this.offsets = [];
+      stats.latencyMs = null;
+    }
+    this.lastArrival = now;
+    this.lastPts = pts;
+    this.noteOffset(now, now - pts / 1000);
 
     const dec = this.decoder;
     if (!dec || dec.state !== 'configured') { stats.droppedLocal++; return; }
@@ -235,6 +249,18 @@ class Player {
     } catch (e) {
       this.onDecoderError(e);
     }
+  }
+
+  // Sliding minimum of (arrival - pts): a pause, a reset or a slow generator shifts the
+  // timestamps against the clock, so an all-time minimum would drift; 8 s of history is enough
+  // to hold the fastest recent frame.
+  noteOffset(now, off) {
+    const sec = Math.floor(now / 1000);
+    const last = this.offsets[this.offsets.length - 1];
+    if (last && last[0] === sec) last[1] = Math.min(last[1], off);
+    else this.offsets.push([sec, off]);
+    while (this.offsets.length && this.offsets[0][0] < sec - 8) this.offsets.shift();
+    this.baseline = Math.min(...this.offsets.map((o) => o[1]));
   }
 
   onFrame(frame) {
@@ -277,8 +303,10 @@ class Player {
       const t = performance.now();
       stats.framesPainted++;
       if (frameNo !== undefined) stats.lastPaintedFrameNo = frameNo;
+      stats.recentPaints.push({ frameNo, pts, wallMs: performance.timeOrigin + t });
+      if (stats.recentPaints.length > 120) stats.recentPaints.shift();
       this.paintTimes.push(t);
-      // Latency estimate: how much later than the fastest-ever frame this one reached the
+      // Latency estimate: how much later than the fastest recent frame this one reached the
       // screen (queueing + decode + paint). Loopback transport adds ~nothing on top.
       const lat = t - pts / 1000 - this.baseline;
       if (Number.isFinite(lat)) {
@@ -514,6 +542,7 @@ const conn = new Connection(wsUrl, {
       case 'stats':
         stats.server = msg;
         if (typeof msg.paused === 'boolean') paused = msg.paused;
+        if (paused) player.startSentAt = null;   // timestamps no longer track the clock
         if (typeof msg.recording === 'boolean') recording = msg.recording;
         break;
       case 'ack': {
@@ -527,7 +556,7 @@ const conn = new Connection(wsUrl, {
             toast(`Prompt applied${from}; unknown words: ${msg.unknownWords.join(', ')}`);
           }
         } else if (msg.of === 'seed') toast(`Seed set to ${msg.seed ?? ui.seed.value}.`);
-        else if (msg.of === 'pause') { paused = true; toast('Paused.'); }
+        else if (msg.of === 'pause') { paused = true; player.startSentAt = null; toast('Paused.'); }
         else if (msg.of === 'resume') { paused = false; toast('Resumed.'); }
         else if (what === 'record') { /* the `recording` message says more */ }
         break;
@@ -559,7 +588,8 @@ const conn = new Connection(wsUrl, {
           if (mode === 'viewer') {
             sessionEnded = true;
             setConn('ended', 'Not live');
-            showOverlay('This stream is not live', 'It has ended, or the link is wrong.');
+            showOverlay('This stream is not live',
+              `It has ended, or the link is wrong. Start your own at ${location.origin}/`);
             conn.stop();
           } else if (owner) {
             forgetOwner();
@@ -580,7 +610,8 @@ const conn = new Connection(wsUrl, {
         sessionEnded = true;
         if (mode === 'owner') forgetOwner();
         setConn('ended', 'Ended');
-        showOverlay('The stream has ended', msg.reason ? `Reason: ${msg.reason}.` : '');
+        showOverlay('The stream has ended', mode === 'viewer'
+          ? `Start your own at ${location.origin}/` : 'Type a prompt below to start a new one.');
         if (mode === 'viewer') conn.stop();
         break;
       default:
@@ -670,9 +701,15 @@ setInterval(() => {
     dropped: stats.droppedServer + stats.droppedLocal });
 }, 2000);
 
+// Test hook: exercises the decoder-error path (reset, ask for a keyframe, wait for it).
+window.flipbookDebug = {
+  simulateDecoderError() { player.onDecoderError(new Error('simulated decoder error')); },
+};
+
 // ---- go
 
 if (mode === 'viewer') {
+  ui.viewerLink.value = location.href;
   document.body.classList.add('viewer');
   ui.badgeViewer.hidden = false;
   ui.viewerNote.hidden = false;

@@ -46,7 +46,9 @@ static void gelu_range(void *p, size_t b, size_t e)
             float v = xy[i];
             float u = c * (v + 0.044715f * v * v * v);
             /* tanh(u) = 1 - 2 / (e^{2u} + 1); clamp keeps e^{2u} finite (tanh is +-1 there) */
-            float a = fminf(fmaxf(2.0f * u, -80.0f), 80.0f);
+            float a = 2.0f * u;
+            a = a < -80.0f ? -80.0f : a;
+            a = a > 80.0f ? 80.0f : a;
             float t = 1.0f - 2.0f / (fb__exp_fast(a) + 1.0f);
             xy[i] = 0.5f * v * (1.0f + t);
         }
@@ -55,7 +57,11 @@ static void gelu_range(void *p, size_t b, size_t e)
     for (size_t i = b; i < e; i++) {
         float v = x[i];
         float u = c * (v + 0.044715f * v * v * v);
-        float a = fminf(fmaxf(2.0f * u, -80.0f), 80.0f);
+        /* two unconditional comparisons, not fminf/fmaxf or a nested ?: (NaN rules and a
+         * conditionally evaluated compare keep those loops scalar) */
+        float a = 2.0f * u;
+        a = a < -80.0f ? -80.0f : a;
+        a = a > 80.0f ? 80.0f : a;
         float t = 1.0f - 2.0f / (fb__exp_fast(a) + 1.0f);
         y[i] = 0.5f * v * (1.0f + t);
     }

@@ -27,6 +27,55 @@ typedef struct {
     int q_tiles;
 } attn_job;
 
+/* Online-softmax update of one score tile S [nq, nk] (row stride FB_ATTN_BK): turns S into
+ * P = exp(S - m_new), rescales the rows of O whose running max moved, updates m and l. The
+ * max and sum reductions run in LANES independent accumulators so that the loops vectorise
+ * under strict IEEE semantics (a single float accumulator would forbid reordering). */
+#define LANES 16
+static void tile_softmax(float *S, int nq, int nk, float *m, float *l, float *O, int Dh)
+{
+    for (int i = 0; i < nq; i++) {
+        float *restrict s = S + (size_t)i * FB_ATTN_BK;
+        float lane[LANES];
+        for (int u = 0; u < LANES; u++)
+            lane[u] = m[i];
+        int c = 0;
+        for (; c + LANES <= nk; c += LANES)
+            for (int u = 0; u < LANES; u++)
+                lane[u] = s[c + u] > lane[u] ? s[c + u] : lane[u];
+        float mx = lane[0];
+        for (int u = 1; u < LANES; u++)
+            mx = lane[u] > mx ? lane[u] : mx;
+        for (; c < nk; c++)
+            mx = s[c] > mx ? s[c] : mx;
+        /* s - mx <= 0; below -87 the weight is < 1e-38 of the largest: flush to ~0 */
+        for (c = 0; c < nk; c++) {
+            float d = s[c] - mx;
+            s[c] = fb__exp_fast(d < -87.0f ? -87.0f : d);
+        }
+        for (int u = 0; u < LANES; u++)
+            lane[u] = 0.0f;
+        for (c = 0; c + LANES <= nk; c += LANES)
+            for (int u = 0; u < LANES; u++)
+                lane[u] += s[c + u];
+        float sum = 0.0f;
+        for (int u = 0; u < LANES; u++)
+            sum += lane[u];
+        for (; c < nk; c++)
+            sum += s[c];
+        if (mx != m[i]) {
+            float corr = m[i] == -FLT_MAX ? 0.0f : fb__exp_fast(fmaxf(m[i] - mx, -87.0f));
+            float *o = O + (size_t)i * Dh;
+            for (int d = 0; d < Dh; d++)
+                o[d] *= corr;
+            l[i] = l[i] * corr + sum;
+            m[i] = mx;
+        } else {
+            l[i] += sum;
+        }
+    }
+}
+
 static void attn_task(void *p, int task, int thread)
 {
     const attn_job *j = p;
@@ -55,32 +104,7 @@ static void attn_task(void *p, int task, int thread)
         /* S[nq, nk] = scale * Q K^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, Dh, j->scale, Q, ld, K, ld,
                     0.0f, S, FB_ATTN_BK);
-        for (int i = 0; i < nq; i++) {
-            float *s = S + (size_t)i * FB_ATTN_BK;
-            float mx = m[i];
-            for (int c = 0; c < nk; c++)
-                mx = s[c] > mx ? s[c] : mx;
-            float sum = 0.0f;
-            for (int c = 0; c < nk; c++) {
-                /* s - mx <= 0; below -87 the weight is < 1e-38 of the largest: flush to ~0 */
-                float d = fmaxf(s[c] - mx, -87.0f);
-                float e = fb__exp_fast(d);
-                s[c] = e;
-                sum += e;
-            }
-            if (mx != m[i]) {
-                float corr = fb__exp_fast(fmaxf(m[i] - mx, -87.0f));
-                if (m[i] == -FLT_MAX)
-                    corr = 0.0f;
-                float *o = O + (size_t)i * Dh;
-                for (int d = 0; d < Dh; d++)
-                    o[d] *= corr;
-                l[i] = l[i] * corr + sum;
-                m[i] = mx;
-            } else {
-                l[i] += sum;
-            }
-        }
+        tile_softmax(S, nq, nk, m, l, O, Dh);
         /* O[nq, Dh] += P V */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, Dh, nk, 1.0f, S, FB_ATTN_BK,
                     V, ld, 1.0f, O, Dh);

@@ -62,7 +62,7 @@ function startDaemon(tmp) {
   fs.mkdirSync(recDir, { recursive: true });
   const proc = spawn(args.flipbookd, ['--host', '127.0.0.1', '--port', '0', '--source', 'testpattern',
     '--record-dir', recDir, '--width', '256', '--height', '256', '--fps', String(FPS),
-    '--web-root', args['web-root'], '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--web-root', args['web-root'], '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   return new Promise((resolve, reject) => {
     let done = false;
@@ -160,6 +160,33 @@ async function main() {
       `luma mean ${px.mean.toFixed(1)} std ${px.std.toFixed(1)}, ${px.colours} colours`);
     check(await page.locator('#overlay').evaluate((el) => el.classList.contains('gone')), 'overlay gone while playing');
 
+    // Latency, measured before anything pauses the stream (a pause shifts the timestamps).
+    await sleep(1000);
+    const lat = await page.evaluate(() => ({ ...window.flipbookStats }));
+    figure(`latency produce->paint (owner, from its start message): median ${lat.e2e.medianMs?.toFixed(1)} ms, p90 ${lat.e2e.p90Ms?.toFixed(1)} ms over ${lat.e2e.n} frames`);
+    figure(`latency above the fastest recent frame (queue+decode+paint): ${lat.latencyMs?.toFixed(1)} ms; arrival->decoded ${lat.decodeMs?.toFixed(1)} ms`);
+    // Against the daemon's own clock: its log stamps the session start (wall clock, ms); frame
+    // n is produced at about start + pts. Same machine, same clock.
+    const startLine = daemon.log.find((l) => / session: \S+: started by /.test(l));
+    const startMs = startLine ? Date.parse(startLine.split(' ')[0]) : NaN;
+    if (Number.isFinite(startMs)) {
+      const d = lat.recentPaints.map((p) => p.wallMs - (startMs + p.pts / 1000)).sort((a, b) => a - b);
+      figure(`latency produce->paint against the daemon's session-start log time: median ${d[d.length >> 1].toFixed(1)} ms, min ${d[0].toFixed(1)} ms, p90 ${d[Math.floor(d.length * 0.9)].toFixed(1)} ms over ${d.length} frames`);
+    }
+    check(lat.e2e.medianMs !== null && lat.e2e.medianMs < 250, 'median produce->paint latency under 250 ms', `${lat.e2e.medianMs?.toFixed(1)} ms`);
+
+    // Decoder error: the page resets its decoder, asks for a keyframe and plays on.
+    const before = await page.evaluate(() => ({ ...window.flipbookStats }));
+    await page.evaluate(() => window.flipbookDebug.simulateDecoderError());
+    if (await waitFor(page, (n) => window.flipbookStats.framesPainted > n + 15, before.framesPainted, 5000,
+      'frames again after a decoder error')) {
+      const after = await page.evaluate(() => ({ ...window.flipbookStats }));
+      check(after.decodeErrors === before.decodeErrors + 1 && after.keyframeRequests > before.keyframeRequests,
+        'decoder error recovered through a keyframe request',
+        `errors ${after.decodeErrors}, keyframe requests ${after.keyframeRequests}, keyframes ${before.keyframes}->${after.keyframes}`);
+      check(after.keyframes > before.keyframes, 'a keyframe arrived after the request');
+    }
+
     // Steer: a new prompt, Enter, the ack shows in the page and the daemon has it.
     const newPrompt = 'lanterns drifting over a dark lake';
     await page.fill('#prompt', newPrompt);
@@ -226,13 +253,8 @@ async function main() {
       await viewer.screenshot({ path: path.join(outDir, 'browser_viewer.png') });
     }
 
-    // Latency figures, measured over the last seconds of the owner page.
-    await sleep(1500);
     const fin = await page.evaluate(() => ({ ...window.flipbookStats }));
-    figure(`latency produce->paint (owner, from start message): median ${fin.e2e.medianMs?.toFixed(1)} ms, p90 ${fin.e2e.p90Ms?.toFixed(1)} ms over ${fin.e2e.n} frames`);
-    figure(`latency above the fastest frame (queue+decode+paint): ${fin.latencyMs?.toFixed(1)} ms; arrival->decoded ${fin.decodeMs?.toFixed(1)} ms`);
     figure(`owner totals: received ${fin.framesReceived}, decoded ${fin.framesDecoded}, painted ${fin.framesPainted}, dropped ${fin.droppedServer}+${fin.droppedLocal}, paint-skipped ${fin.paintSkipped}`);
-    check(fin.e2e.medianMs !== null && fin.e2e.medianMs < 500, 'median produce->paint latency under 500 ms', `${fin.e2e.medianMs?.toFixed(1)} ms`);
     check(consoleErrors.length === 0, 'no console errors in the page', consoleErrors.slice(0, 3).join(' | '));
   } catch (e) {
     check(false, 'test ran to the end', String(e && e.stack || e));

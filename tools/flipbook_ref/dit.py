@@ -25,7 +25,6 @@ Layouts: latents [B, C, F, H, W]; tokens [B, F, S, dim] with S = (H/ph)(W/pw); t
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import ops
 from .config import DiTConfig

@@ -125,7 +125,11 @@ class Stream:
         return {"latents": lat, "frames": list(c.w_idx), "flow": flow}
 
     def set_seed(self, seeds):
-        self.seeds = list(seeds)
+        """New seeds (one per batch row) from the next chunk on; the chunk counter keeps running."""
+        seeds = list(seeds)
+        if len(seeds) != self.B:
+            raise ValueError("need %d seeds, got %d" % (self.B, len(seeds)))
+        self.seeds = seeds
 
     def pin(self):
         self.cache.pin()

@@ -8,7 +8,6 @@ must give the same flows as the chunk loop over the KV cache, in both position m
 anchor/window/chunk sizes that do and do not divide each other. That is what makes an endless
 stream at inference look exactly like the clips the model was trained on.
 """
-import io
 import math
 import os
 import sys
@@ -260,6 +259,26 @@ def pin_seed_reset():
     x0 = s.next_chunk()
     fresh = Stream(dit, cfg, ctx, seeds=[9])
     assert torch.equal(x0, fresh.next_chunk())
+
+
+@check
+def anchor_latents_equal_first_chunk():
+    # Anchors set from latents go through the same t=0 pass as a first chunk's commit.
+    dit = tiny_dit(8)
+    cfg = model_cfg(dit, 2, 2, 3, "window")
+    ctx = torch.randn(1, 5, 16)
+    s1 = Stream(dit, cfg, ctx, seeds=[4])
+    x0 = s1.next_chunk()
+    s2 = Stream(dit, cfg, ctx, seeds=[5])
+    for _ in range(3):
+        s2.next_chunk()
+    s2.set_anchor_latents(x0)
+    assert s2.cache.a_idx == [0, 1] and s2.cache.n_window == 0 and s2.cache.anchors_locked
+    for l in range(2):
+        assert (s2.cache.ak[l] - s1.cache.ak[l]).abs().max() < 1e-6
+        assert (s2.cache.av[l] - s1.cache.av[l]).abs().max() < 1e-6
+    s2.next_chunk()
+    assert s2.cache.a_idx == [0, 1] and s2.cache.w_idx == [6, 7]
 
 
 @check

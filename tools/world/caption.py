@@ -19,9 +19,13 @@ _VERB_WEIGHT = {"falling": 1.5, "bouncing": 1.2, "rolling": 1.0, "sliding": 1.0,
 MIN_VISIBLE = 0.3   # an object is "on screen" in a span if it shows this much in some frame
 
 
-def describe(records, t0=0, t1=None):
+def describe(records, t0=0, t1=None, seen=None):
     """Description of frames [t0, t1) of a clip's records.
 
+    An object is named if it shows at least MIN_VISIBLE in some frame of the span, or, when
+    `seen` (a set of ids) is given, if it is in the span and in `seen`: clip_captions passes
+    the objects seen anywhere in the clip, so that an object that comes out from behind the
+    occluder after a switch does not make the captions differ by more than the switch.
     Returns {"sky", "ground", "occluder", "groups": [{"count", "size", "colour", "kind",
     "verb"}, ...]}; groups are ordered by their first object's id.
     """
@@ -39,11 +43,14 @@ def describe(records, t0=0, t1=None):
             if o["visible"] >= 0.2:
                 e["verbs"][o["verb"]] = e["verbs"].get(o["verb"], 0) + 1
             e["n"] += 1
+    # Name what shows; if nothing shows enough (everything behind the occluder, say), name
+    # what is there rather than nothing.
+    floor = MIN_VISIBLE if any(e["vis"] >= MIN_VISIBLE for e in per.values()) else -1.0
     groups = {}
     order = []
     for oid in sorted(per):
         e = per[oid]
-        if e["vis"] < MIN_VISIBLE:
+        if e["vis"] < floor and not (seen is not None and oid in seen):
             continue
         o = e["obj"]
         verbs = e["verbs"] or {o["verb"]: 1}
@@ -105,7 +112,11 @@ def caption(desc, rng=None, keep_size=True, keep_verb=True, template=0):
     if not groups:
         raise ValueError("a description with no objects cannot be captioned")
     obj = _objects_phrase(groups, rng)
-    occ = _pick(vocab.OCCLUDER_PHRASES[desc["occluder"]], rng)
+    occ_options = vocab.OCCLUDER_PHRASES[desc["occluder"]]
+    if keep_verb:
+        # "a ball rolling passing behind a wall" reads badly: one verb per object.
+        occ_options = [p for p in occ_options if not p.startswith("passing")] or occ_options
+    occ = _pick(occ_options, rng)
     grd = _pick(vocab.GROUND_PHRASES[desc["ground"]], rng)
     sky = _pick(vocab.SKY_PHRASES[desc["sky"]], rng)
     if template == 0:
@@ -135,12 +146,18 @@ def phrasings(desc, rng=None, n=4):
     return out
 
 
+def seen_ids(records):
+    """Ids of the objects that show at least MIN_VISIBLE in some frame."""
+    return {o["id"] for r in records for o in r["objects"] if o["visible"] >= MIN_VISIBLE}
+
+
 def clip_captions(records, switch_frame=-1, rng=None, n=4):
     """{"before": [...], "after": [...] or None, "switch_frame"} for a rendered clip."""
     if switch_frame is None or switch_frame < 0:
         return {"before": phrasings(describe(records), rng, n), "after": None, "switch_frame": -1}
-    return {"before": phrasings(describe(records, 0, switch_frame), rng, n),
-            "after": phrasings(describe(records, switch_frame), rng, n),
+    seen = seen_ids(records)
+    return {"before": phrasings(describe(records, 0, switch_frame, seen), rng, n),
+            "after": phrasings(describe(records, switch_frame, None, seen), rng, n),
             "switch_frame": int(switch_frame)}
 
 

@@ -182,8 +182,11 @@ class Parser:
             core[:, 1:] &= a[:, :-1] > 0.99
             core[:, :-1] &= a[:, 1:] > 0.99
             ys, xs = np.nonzero(core)
-            step = max(1, len(ys) // 500)
-            ys, xs = ys[::step] + y0, xs[::step] + x0
+            # A fixed random sample, in random order, so that any prefix of it (the coarse
+            # search uses a quarter) spreads over the whole shape; a strided sample would
+            # keep one column of a narrow pillar.
+            pick = np.random.default_rng(5).permutation(len(ys))[:500]
+            ys, xs = ys[pick] + y0, xs[pick] + x0
             rgb = (rgbp / np.maximum(alpha, 1e-6))[ys - y0, xs - x0]
             t = (ys, xs, rgb.astype(np.float32))
             self._occ_tpl[key] = t
@@ -199,19 +202,20 @@ class Parser:
         for kind in vocab.OCCLUDERS[1:]:
             ys, xs, rgb = self._occ_template(kind, ground)
 
-            def scores(shifts, sub):
-                X = xs[None, ::sub] + shifts[:, None]
+            def scores(shifts, n):
+                X = xs[None, :n] + shifts[:, None]
                 ok = (X >= 0) & (X < self.W)
                 Xc = np.clip(X, 0, self.W - 1)
-                pix = f[ys[None, ::sub], Xc]                             # [M,N,3]
-                d = np.where(ok, np.abs(pix - rgb[None, ::sub]).mean(-1), 255.0)
+                pix = f[ys[None, :n], Xc]                                # [M,N,3]
+                d = np.where(ok, np.abs(pix - rgb[None, :n]).mean(-1), 255.0)
                 return np.median(d, axis=1), pix, Xc
 
-            # Every other shift on a quarter of the pixels, then the best one's neighbours.
-            coarse, _, _ = scores(dxs[::2], 4)
-            c = int(dxs[::2][int(np.argmin(coarse))])
+            # Every shift on a quarter of the pixels, then the best one's neighbours on all.
+            # (Not every other shift: the pillar's flutes repeat every two pixels.)
+            coarse, _, _ = scores(dxs, len(ys) // 4)
+            c = int(dxs[int(np.argmin(coarse))])
             near = np.arange(max(c - 2, lo), min(c + 2, hi) + 1)
-            score, pix, Xc = scores(near, 1)
+            score, pix, Xc = scores(near, len(ys))
             i = int(np.argmin(score))
             occ_s = float(score[i])
             bg_s = float(np.median(np.abs(pix[i] - bg[ys, Xc[i]]).mean(-1)))

@@ -272,6 +272,9 @@ int fbd_config_check(const fbd_config *c, char *err, size_t n) {
         return errorf(err, n, "--width and --height must be even (got %dx%d)", c->width, c->height);
     if (!c->tls_cert[0] != !c->tls_key[0])
         return errorf(err, n, "--tls-cert and --tls-key must be given together");
+    if (c->bitrate_kbps && c->bitrate_kbps < 50)
+        return errorf(err, n, "--bitrate-kbps must be 0 (automatic) or at least 50 (got %d)",
+                      c->bitrate_kbps);
     if (!c->host[0]) return errorf(err, n, "--host must not be empty");
     if (!c->record_dir[0]) return errorf(err, n, "--record-dir must not be empty");
     return 0;

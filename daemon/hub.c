@@ -51,6 +51,7 @@ struct fbd_hub {
     int n_sessions;
     hub_client *clients;
     int shutting_down, closing_all;
+    int stopped;                        /* fb_ws_server_stop called: the loop is ending */
     int64_t close_deadline;
     int64_t start_us;
 };
@@ -116,7 +117,9 @@ static void end_session(hub_session *hs, const char *reason, int status) {
 }
 
 static void maybe_finish(fbd_hub *h) {
-    if (!h->shutting_down || h->n_sessions > 0) return;
+    /* After stop, the connections that remain are closed by the server's destruction; their
+     * on_close must not touch the loop again. */
+    if (!h->shutting_down || h->stopped || h->n_sessions > 0) return;
     if (!h->closing_all) {
         h->closing_all = 1;
         h->close_deadline = mono_us() + SHUTDOWN_CLOSE_SECS * 1000000LL;
@@ -127,6 +130,7 @@ static void maybe_finish(fbd_hub *h) {
     fb_ws_server_totals(h->srv, &t);
     if (t.connections == 0 || mono_us() >= h->close_deadline) {
         FB_LOG_INFO("daemon", "shutdown complete");
+        h->stopped = 1;
         fb_ws_server_stop(h->srv);
     }
 }

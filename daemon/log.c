@@ -44,6 +44,9 @@ void fb_log_write(int level, const char *module, const char *fmt, ...) {
     size_t len = (size_t)n + (size_t)m;
     if (len > sizeof line - 2) len = sizeof line - 2;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+    /* Messages quote client input (prompts, names): keep one event on one line. */
+    for (size_t i = (size_t)n; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) line[i] = '?';
     line[len++] = '\n';
     /* One write(2) per line: stderr is unbuffered and lines from threads must not mix. */
     ssize_t w = write(STDERR_FILENO, line, len);

@@ -1,7 +1,11 @@
 /* daemon/source_testpattern.c - the test-pattern frame source (stream/testpattern.h).
  *
  * Needs no model. Prompt and seed changes are accepted and kept (so clients can exercise the
- * whole protocol), `reset` restarts the pattern's clock, and anchor controls are unsupported. */
+ * whole protocol), `reset` restarts the pattern's clock, and anchor controls are unsupported.
+ *
+ * For tests of the failure path, the environment variable FLIPBOOK_TESTPATTERN_FAIL_AT=N makes
+ * the source fail when asked for frame N, as a broken model would; the session must end with
+ * the reason while the daemon carries on. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,7 @@ typedef struct testpattern_source {
     uint32_t base;           /* frame number at the last reset: the pattern counts from there */
     uint32_t last;           /* the last frame number drawn */
     int drawn;               /* any frame drawn yet */
+    long long fail_at;       /* frame number that fails (test hook), -1 = never */
     uint64_t seed;
     char prompt[FB_PROTO_MAX_PROMPT + 1];
 } testpattern_source;
@@ -29,12 +34,19 @@ static fb_source *tp_open(const fb_source_params *p, char *err, size_t n) {
     s->fps = p->fps;
     s->seed = p->seed;
     snprintf(s->prompt, sizeof s->prompt, "%s", p->prompt ? p->prompt : "");
+    const char *fail = getenv("FLIPBOOK_TESTPATTERN_FAIL_AT");
+    s->fail_at = fail && *fail ? strtoll(fail, NULL, 10) : -1;
     return (fb_source *)s;
 }
 
 static fb_source_status tp_next(fb_source *src, uint8_t *rgb, uint32_t frame_no, char *err,
                                 size_t n) {
     testpattern_source *s = (testpattern_source *)src;
+    if (s->fail_at >= 0 && (long long)frame_no >= s->fail_at) {
+        snprintf(err, n, "test pattern told to fail at frame %lld (FLIPBOOK_TESTPATTERN_FAIL_AT)",
+                 s->fail_at);
+        return FB_SOURCE_ERROR;
+    }
     s->last = frame_no;
     s->drawn = 1;
     fb_testpattern_status st =

@@ -581,6 +581,12 @@ static int check_call(const fb_dit *d, const fb_dit_call *call, size_t scratch_b
                     info.tokens_per_frame, c->num_layers, c->dim, tpf);
             return FB_DIT_ERR_PLAN;
         }
+        if (call->write_kv && info.latent_floats &&
+            info.latent_floats != (size_t)c->in_dim * call->height * call->width) {
+            set_err(err, n, "dit: the cache keeps %zu latent floats per frame, a frame has %d",
+                    info.latent_floats, c->in_dim * call->height * call->width);
+            return FB_DIT_ERR_PLAN;
+        }
         if (!fb_kvcache_plan_valid(kv, p)) {
             set_err(err, n, "dit: stale plan (the cache changed since it was made)");
             return FB_DIT_ERR_PLAN;
@@ -735,6 +741,19 @@ int fb_dit_forward(const fb_dit *d, fb_kctx *kc, void *scratch, size_t scratch_b
         fill_pos(b.pos, plan->past_pos, n_past, hp, wp);                /* [Lp, 3] */
     int *qpos = b.pos + 3 * Lp;
     fill_pos(qpos, frame_pos, F, hp, wp);                               /* [L, 3] */
+
+    /* the storing pass also keeps the clean latents of the written frames, when the cache
+     * keeps latents (the input of a later re-cache) */
+    if (call->write_kv)
+        for (int f = 0; f < F; f++) {
+            int s = plan->write_slot[f];
+            float *lat = s >= 0 ? fb_kvcache_slot_latent(kv, s) : NULL;
+            if (!lat)
+                continue;
+            for (int ci = 0; ci < c->in_dim; ci++)                    /* [C, H, W] */
+                memcpy(lat + (size_t)ci * H * W, call->x + ((size_t)ci * F + f) * H * W,
+                       (size_t)H * W * sizeof(float));
+        }
 
     float *k_new = b.kall + Lp * D;   /* [L, D] the call's keys, after the past */
     float *v_new = b.vall + Lp * D;   /* [L, D] */

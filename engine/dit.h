@@ -9,8 +9,8 @@
  * returns the flow prediction [C_out, F, H, W] (shared/specs/wan_causal.md sec. 2.5). Its
  * self-attention sees the past frames the plan lists (their keys are stored before RoPE and
  * rotated at the plan's positions) followed by the chunk itself, with no mask. With write_kv
- * the chunk's own pre-RoPE K/V are stored into plan->write_slot (the t = 0 context pass); then
- * fb_kvcache_commit() makes them visible. Without a plan the chunk attends only to itself at
+ * the chunk's own pre-RoPE K/V are stored into plan->write_slot (the t = 0 context pass), and
+ * its latents x too when the cache keeps latents; then fb_kvcache_commit() makes them visible. Without a plan the chunk attends only to itself at
  * positions 0..F-1 (Wan2.1's bidirectional WanModel).
  *
  * Usage:
@@ -118,7 +118,8 @@ typedef struct fb_dit_call {
     fb_kvcache *cache;        /* the stream's cache; may be NULL when plan is NULL or has
                                * no past frames and write_kv is 0 */
     const fb_kv_plan *plan;   /* NULL: no past, positions 0..F-1. Else plan->n_frames == F */
-    int write_kv;             /* store the chunk's pre-RoPE K/V into plan->write_slot */
+    int write_kv;             /* store the chunk's pre-RoPE K/V (and latents, if the cache
+                               * keeps them) into plan->write_slot */
     float *out;               /* [out_dim, F, H, W] flow prediction; may not alias x */
     const fb_dit_dump *dump;  /* NULL, or the debug hook */
 } fb_dit_call;

@@ -184,7 +184,8 @@ typedef struct fb_chunk_info {
     int recached;             /* the window was re-cached under a new prompt first */
     int n_anchor_frames;      /* anchor frames the chunk attended to */
     int n_window_frames;      /* past window frames the chunk attended to */
-    double ms_text;           /* tokenizer + text encoder (0 on a prompt-cache hit) */
+    double ms_text;           /* text encoder (skipped on a prompt-cache hit) and the DiT's
+                               * preparation of the prompt (cross-attention K/V) */
     double ms_recache;        /* recache pass */
     double ms_dit_steps;      /* the denoising DiT passes */
     double ms_context;        /* the context pass that commits the chunk's K/V */

@@ -91,6 +91,10 @@ static int span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int parse_tensor(fb_safetensors *st, const cJSON *item, fb_st_tensor *t, span *sp,
                         char *err, size_t err_size) {
     const char *name = item->string;
@@ -189,6 +193,13 @@ static fb_safetensors *parse(fb_safetensors *st, char *err, size_t err_size) {
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
         if (strcmp(item->string, "__metadata__") == 0) {
+            /* JSON allows a repeated key; a second metadata object would be appended past
+             * the arrays sized for the first one. */
+            if (st->meta_keys) {
+                set_err(err, err_size, "__metadata__ appears twice");
+                rc = -1;
+                break;
+            }
             if (!cJSON_IsObject(item)) {
                 set_err(err, err_size, "__metadata__ must be an object of strings");
                 rc = -1;
@@ -227,24 +238,41 @@ static fb_safetensors *parse(fb_safetensors *st, char *err, size_t err_size) {
     cJSON_Delete(root);
     if (rc == 0) {
         /* Overlapping data would mean a corrupted or hostile file. */
+        /* Sorted by start, a non-empty span overlaps an earlier one iff it starts before
+         * the furthest end seen so far (comparing neighbours only would miss a long span
+         * followed by an empty one and then a span inside the long one). */
         qsort(spans, (size_t)st->n, sizeof *spans, span_cmp);
-        for (int i = 1; i < st->n; i++) {
-            if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin &&
-                spans[i - 1].end > spans[i - 1].begin) {
+        uint64_t max_end = 0;
+        int max_at = -1;
+        for (int i = 0; i < st->n; i++) {
+            if (spans[i].end == spans[i].begin) continue; /* empty tensors take no bytes */
+            if (max_at >= 0 && spans[i].begin < max_end) {
                 set_err(err, err_size, "tensors '%s' and '%s' overlap in the file",
-                        st->tensors[spans[i - 1].index].name, st->tensors[spans[i].index].name);
+                        st->tensors[max_at].name, st->tensors[spans[i].index].name);
                 rc = -1;
                 break;
             }
+            if (spans[i].end > max_end) { max_end = spans[i].end; max_at = spans[i].index; }
         }
-        /* duplicate names are rejected by lookups being ambiguous */
-        for (int i = 0; rc == 0 && i < st->n; i++)
-            for (int j = i + 1; j < st->n; j++)
-                if (strcmp(st->tensors[i].name, st->tensors[j].name) == 0) {
-                    set_err(err, err_size, "tensor '%s' appears twice", st->tensors[i].name);
-                    rc = -1;
-                    break;
-                }
+        /* Duplicate names would make lookups ambiguous; sort the names (n log n: a header of
+         * millions of entries must not take quadratic time) and compare neighbours. */
+        if (rc == 0 && st->n > 1) {
+            const char **names = malloc((size_t)st->n * sizeof *names);
+            if (!names) {
+                set_err(err, err_size, "out of memory");
+                rc = -1;
+            } else {
+                for (int i = 0; i < st->n; i++) names[i] = st->tensors[i].name;
+                qsort(names, (size_t)st->n, sizeof *names, name_cmp);
+                for (int i = 1; i < st->n; i++)
+                    if (strcmp(names[i - 1], names[i]) == 0) {
+                        set_err(err, err_size, "tensor '%s' appears twice", names[i]);
+                        rc = -1;
+                        break;
+                    }
+                free(names);
+            }
+        }
     }
     free(spans);
     if (rc) goto fail;

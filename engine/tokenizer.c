@@ -772,12 +772,15 @@ void fb_tok_result_free(fb_tok_result *r) {
 }
 
 /* Records the word of normalised text s around [a, b) (bounded by whitespace symbols) as
- * unknown, once. */
+ * unknown, once. *last is the word reported last: further unknown spans inside it cost
+ * nothing, so a long word full of unknown characters stays linear. */
 static int note_unknown(const fb_tokenizer *t, const uint8_t *s, size_t n, size_t a,
-                        size_t b, fb_tok_result *r) {
+                        size_t b, fb_tok_result *r, size_t last[2]) {
     const char *ws = t->escape_ws ? kSpaceSymbol : " ";
     size_t wn = t->escape_ws ? 3 : 1;
     if (b - a == wn && memcmp(s + a, ws, wn) == 0) return 0; /* the separator itself */
+    if (a >= last[0] && b <= last[1]) return 0;
+    if (r->n_unknown >= FB_TOK_MAX_UNKNOWN) return 0;
     /* Words are separated by whitespace symbols, which are never inside a character, so a
      * byte-wise search is exact. */
     size_t lo = a, hi = b;
@@ -787,6 +790,8 @@ static int note_unknown(const fb_tokenizer *t, const uint8_t *s, size_t n, size_
     if (hi + wn > n) hi = n;
     /* Strip separators that the scan may have kept at the edges. */
     while (hi - lo >= wn && memcmp(s + lo, ws, wn) == 0) lo += wn;
+    last[0] = lo;
+    last[1] = hi;
     size_t len = hi - lo;
     for (int i = 0; i < r->n_unknown; i++)
         if (strlen(r->unknown[i]) == len && memcmp(r->unknown[i], s + lo, len) == 0) return 0;
@@ -844,7 +849,7 @@ int fb_tok_encode(const fb_tokenizer *t, const char *text, size_t len,
     out->n_dropped = (int)(n_ids - keep);
     out->ids = malloc((keep + 1) * sizeof *out->ids);
     if (!out->ids) goto oom;
-    size_t k = 0;
+    size_t k = 0, last_word[2] = {1, 0}; /* empty range: nothing reported yet */
     for (int i = 0; i < n_spans && k < keep; i++) {
         int unk = sp[i].id == t->unk_id;
         if (unk && t->byte_fallback) {
@@ -853,7 +858,8 @@ int fb_tok_encode(const fb_tokenizer *t, const char *text, size_t len,
         } else {
             out->ids[k++] = sp[i].id;
         }
-        if (unk && note_unknown(t, s, norm.n, (size_t)sp[i].start, (size_t)sp[i].end, out))
+        if (unk && note_unknown(t, s, norm.n, (size_t)sp[i].start, (size_t)sp[i].end, out,
+                                last_word))
             goto oom;
     }
     if (o.add_eos) out->ids[k++] = t->eos_id;

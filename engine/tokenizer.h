@@ -47,6 +47,9 @@ typedef enum {
     FB_TOK_BYTE = 6,
 } fb_tok_type;
 
+/* At most this many unknown words are reported per encode (the rest are still encoded). */
+#define FB_TOK_MAX_UNKNOWN 32
+
 /* Largest .model file accepted (umT5's spiece.model is 4.5 MB). */
 #define FB_TOK_MAX_MODEL_BYTES (64u << 20)
 
@@ -79,7 +82,8 @@ typedef struct fb_tok_result {
     int n_ids;
     int n_dropped;    /* ids cut off by max_tokens */
     /* Distinct words (UTF-8, normalised, whitespace removed) of the kept ids that contained a
-     * character the vocabulary has no piece for, in order of first appearance. */
+     * character the vocabulary has no piece for, in order of first appearance; at most
+     * FB_TOK_MAX_UNKNOWN of them. */
     char **unknown;
     int n_unknown;
 } fb_tok_result;

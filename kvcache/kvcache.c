@@ -1,8 +1,8 @@
 /* kvcache/kvcache.c - anchor + window KV cache over a paged pool (see kvcache.h).
  *
  * Metadata and storage are kept apart. Storage: the pool's arena is one anonymous mapping cut
- * into pages; a cache owns n_layers x n_slots pages through a page table, so pinning swaps
- * page numbers instead of copying frames. Metadata: which absolute frame each slot holds,
+ * into pages; a cache owns n_layers x n_slots pages through a page table. Optional clean
+ * latents per slot (the input of a re-cache) live beside it in plain memory. Metadata: which absolute frame each slot holds,
  * how many anchors are filled, and the ring's head and fill count (logical window entry i lives
  * in slot A + (head + i) % W, entry 0 the oldest).
  *
@@ -49,9 +49,12 @@ struct fb_kvcache {
     int32_t *pages;          /* [n_layers][n_slots] page numbers */
     int64_t *slot_frame;     /* [n_slots] absolute frame index, -1 = empty */
     int anchors_filled;
+    int anchors_locked;      /* pinned / set from frames: generated frames never fill them */
     int ring_head, ring_count;
     int64_t next_frame;
     uint64_t epoch;
+    size_t latent_floats;    /* per-slot clean latents (0: not kept) */
+    float *latents;          /* [n_slots][latent_floats] */
 };
 
 static void set_err(char *err, size_t n, const char *fmt, ...)
@@ -249,6 +252,7 @@ void fb_kvcache_close(fb_kvcache *c)
     pthread_mutex_unlock(&p->mu);
     free(c->pages);
     free(c->slot_frame);
+    free(c->latents);
     free(c);
 }
 
@@ -260,6 +264,8 @@ void fb_kvcache_info_get(const fb_kvcache *c, fb_kvcache_info *info)
     info->tokens_per_frame = c->tpf;
     info->dim = c->dim;
     info->anchors_filled = c->anchors_filled;
+    info->anchors_locked = c->anchors_locked;
+    info->latent_floats = c->latent_floats;
     info->window_filled = c->ring_count;
     info->next_frame = c->next_frame;
     info->epoch = c->epoch;
@@ -288,10 +294,38 @@ int64_t fb_kvcache_slot_frame(const fb_kvcache *c, int slot)
     return c->slot_frame[slot];
 }
 
+int fb_kvcache_set_latent_floats(fb_kvcache *c, size_t floats_per_frame, char *err,
+                                 size_t err_size)
+{
+    if (c->anchors_filled || c->ring_count) {
+        set_err(err, err_size, "kv cache: latent storage can only be set on an empty cache");
+        return FB_KV_ERR_STATE;
+    }
+    float *l = NULL;
+    if (floats_per_frame) {
+        l = calloc((size_t)c->n_slots * floats_per_frame, sizeof(float));
+        if (!l) {
+            set_err(err, err_size, "kv cache: out of memory for %zu latent floats per slot",
+                    floats_per_frame);
+            return FB_KV_ERR_NOMEM;
+        }
+    }
+    free(c->latents);
+    c->latents = l;
+    c->latent_floats = floats_per_frame;
+    return FB_KV_OK;
+}
+
+float *fb_kvcache_slot_latent(fb_kvcache *c, int slot)
+{
+    KV_ASSERT(slot >= 0 && slot < c->n_slots);
+    return c->latents ? c->latents + (size_t)slot * c->latent_floats : NULL;
+}
+
 /* ---- filling rule ------------------------------------------------------------------------- */
 
 typedef struct {
-    int anchors_filled, ring_head, ring_count;
+    int anchors_filled, anchors_locked, ring_head, ring_count;
 } fill_state;
 
 /* Places n frames by the filling rule, starting from *s: slot[f] receives frame f, or -1 when
@@ -301,7 +335,7 @@ static void place_frames(const fb_kvcache *c, fill_state *s, int n, int *slot)
 {
     int A = c->n_anchor, W = c->n_window;
     for (int f = 0; f < n; f++) {
-        if (s->anchors_filled < A) {
+        if (!s->anchors_locked && s->anchors_filled < A) {
             slot[f] = s->anchors_filled++;
         } else if (W == 0) {
             slot[f] = -1;
@@ -399,7 +433,7 @@ int fb_kvcache_plan(const fb_kvcache *c, int chunk_frames, fb_kv_positions posit
     p->n_frames = chunk_frames;
     for (int f = 0; f < chunk_frames; f++)
         p->frame_index[f] = c->next_frame + f;
-    fill_state s = {c->anchors_filled, c->ring_head, c->ring_count};
+    fill_state s = {c->anchors_filled, c->anchors_locked, c->ring_head, c->ring_count};
     place_frames(c, &s, chunk_frames, p->write_slot);
     return fill_positions(p, positions, err, err_size);
 }
@@ -407,10 +441,13 @@ int fb_kvcache_plan(const fb_kvcache *c, int chunk_frames, fb_kv_positions posit
 int fb_kvcache_plan_anchor(const fb_kvcache *c, int n_frames, fb_kv_positions positions,
                            fb_kv_plan *plan, char *err, size_t err_size)
 {
-    if (n_frames < 1 || n_frames > c->n_anchor) {
-        set_err(err, err_size, "kv plan: %d anchor frames but the cache has %d anchor slots",
-                n_frames, c->n_anchor);
-        return c->n_anchor == 0 ? FB_KV_ERR_STATE : FB_KV_ERR_ARG;
+    if (c->n_anchor == 0) {
+        set_err(err, err_size, "kv plan: the cache has no anchor slots");
+        return FB_KV_ERR_STATE;
+    }
+    if (n_frames < 1 || n_frames > FB_KV_MAX_FRAMES) {
+        set_err(err, err_size, "kv plan: %d anchor frames (1..%d)", n_frames, FB_KV_MAX_FRAMES);
+        return FB_KV_ERR_ARG;
     }
     int rc = check_mode(positions, err, err_size);
     if (rc)
@@ -422,7 +459,7 @@ int fb_kvcache_plan_anchor(const fb_kvcache *c, int n_frames, fb_kv_positions po
     p->n_frames = n_frames;
     for (int f = 0; f < n_frames; f++) {
         p->frame_index[f] = f;
-        p->write_slot[f] = f;
+        p->write_slot[f] = f < c->n_anchor ? f : -1;   /* the first A frames are kept */
     }
     return fill_positions(p, positions, err, err_size);
 }
@@ -467,7 +504,7 @@ void fb_kvcache_commit(fb_kvcache *c, const fb_kv_plan *p)
               p->kind == FB_KV_PLAN_RECACHE);
     KV_ASSERT(p->epoch == c->epoch);   /* made against the current state */
     if (p->kind == FB_KV_PLAN_CHUNK) {
-        fill_state s = {c->anchors_filled, c->ring_head, c->ring_count};
+        fill_state s = {c->anchors_filled, c->anchors_locked, c->ring_head, c->ring_count};
         int slot[FB_KV_MAX_FRAMES];
         KV_ASSERT(p->n_frames >= 1 && p->n_frames <= FB_KV_MAX_FRAMES);
         place_frames(c, &s, p->n_frames, slot);
@@ -483,16 +520,32 @@ void fb_kvcache_commit(fb_kvcache *c, const fb_kv_plan *p)
         c->ring_count = s.ring_count;
         c->next_frame += p->n_frames;
     } else if (p->kind == FB_KV_PLAN_ANCHOR) {
-        KV_ASSERT(p->n_frames >= 1 && p->n_frames <= c->n_anchor);
-        int fresh = c->next_frame == 0 && c->anchors_filled == 0 && c->ring_count == 0;
-        for (int a = 0; a < c->n_anchor; a++)
-            c->slot_frame[a] = a < p->n_frames ? p->frame_index[a] : -1;
-        c->anchors_filled = p->n_frames;
-        if (fresh)
-            c->next_frame = p->n_frames;
+        /* the anchors become the kept frames, the window is emptied, the anchors are locked;
+         * the stream's frame counter does not move */
+        KV_ASSERT(p->n_frames >= 1);
+        int kept = p->n_frames < c->n_anchor ? p->n_frames : c->n_anchor;
+        for (int s = 0; s < c->n_slots; s++)
+            c->slot_frame[s] = s < kept ? p->frame_index[s] : -1;
+        c->anchors_filled = kept;
+        c->anchors_locked = 1;
+        c->ring_head = 0;
+        c->ring_count = 0;
     }
     /* FB_KV_PLAN_RECACHE: the same frames stay in the same slots */
     c->epoch++;
+}
+
+/* copies slot src's K/V (every layer) and latents into slot dst */
+static void copy_slot(fb_kvcache *c, int dst, int src)
+{
+    if (dst == src)
+        return;
+    for (int l = 0; l < c->n_layers; l++)
+        memcpy(page_ptr(c, l, dst), page_ptr(c, l, src), 2 * c->frame_floats * sizeof(float));
+    if (c->latents)
+        memcpy(c->latents + (size_t)dst * c->latent_floats,
+               c->latents + (size_t)src * c->latent_floats, c->latent_floats * sizeof(float));
+    c->slot_frame[dst] = c->slot_frame[src];
 }
 
 int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size)
@@ -502,26 +555,24 @@ int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size)
         set_err(err, err_size, "kv pin: the cache has no anchor slots");
         return FB_KV_ERR_STATE;
     }
-    if (c->ring_count < A) {
-        set_err(err, err_size, "kv pin: needs %d frames in the window, it holds %d", A,
-                c->ring_count);
+    int total = c->anchors_filled + c->ring_count;
+    if (total == 0) {
+        set_err(err, err_size, "kv pin: the cache holds no frame yet");
         return FB_KV_ERR_STATE;
     }
-    /* the newest A window entries become anchors 0..A-1, oldest first */
-    for (int a = 0; a < A; a++) {
-        int rs = ring_slot(c, c->ring_count - A + a);
-        for (int l = 0; l < c->n_layers; l++) {
-            int32_t *pa = &c->pages[(size_t)l * c->n_slots + a];
-            int32_t *pr = &c->pages[(size_t)l * c->n_slots + rs];
-            int32_t t = *pa;
-            *pa = *pr;
-            *pr = t;
-        }
-        c->slot_frame[a] = c->slot_frame[rs];
-        c->slot_frame[rs] = -1;
+    /* visible order: anchors, then the window oldest first; the newest n become anchors
+     * 0..n-1. Anchor i's source has list index total - n + i >= i, so copying in increasing i
+     * never overwrites a source still to be read. */
+    int n = total < A ? total : A;
+    for (int i = 0; i < n; i++) {
+        int j = total - n + i;
+        int src = j < c->anchors_filled ? j : ring_slot(c, j - c->anchors_filled);
+        copy_slot(c, i, src);
     }
-    c->ring_count -= A;
-    c->anchors_filled = A;
+    for (int a = n; a < A; a++)
+        c->slot_frame[a] = -1;
+    c->anchors_filled = n;
+    c->anchors_locked = 1;
     c->epoch++;
     return FB_KV_OK;
 }
@@ -531,6 +582,7 @@ void fb_kvcache_reset(fb_kvcache *c)
     for (int s = 0; s < c->n_slots; s++)
         c->slot_frame[s] = -1;
     c->anchors_filled = 0;
+    c->anchors_locked = 0;
     c->ring_head = 0;
     c->ring_count = 0;
     c->next_frame = 0;

@@ -21,12 +21,16 @@
  *
  * Filling. While anchors are not full, the first committed frames become the anchors (the first
  * chunk is the anchor by default); then frames go into the ring, evicting the oldest. A chunk
- * longer than the free space keeps only its newest frames.
+ * longer than the free space keeps only its newest frames. After a pin or an anchor plan the
+ * anchors are locked: generated frames never fill anchor slots again (until reset). The rules
+ * are those of the Python reference (tools/flipbook_ref/kvcache.py); the two must agree.
  *
  * Storage. A fb_kvpool has a byte budget split into pages of page_bytes (normally one layer's
  * K+V of one frame: fb_kv_frame_bytes()). fb_kvcache_open() takes all pages it will ever need
  * (layers x (A + W)) at once, so admission is decided there: FB_KV_ERR_BUDGET when the pool
- * cannot hold the stream. Pages come back on close.
+ * cannot hold the stream. Pages come back on close. A cache may also keep each slot's clean
+ * latents (fb_kvcache_set_latent_floats; plain memory outside the pool, small next to K/V):
+ * the DiT's storing pass writes them with the K/V, and a re-cache reads them back.
  *
  * Thread-safety: the pool is thread-safe (a mutex guards its page accounting; caches of
  * different streams may be opened, used and closed concurrently). One cache belongs to one
@@ -122,20 +126,31 @@ void fb_kvcache_close(fb_kvcache *c);
 typedef struct fb_kvcache_info {
     int n_layers, n_anchor, n_window, tokens_per_frame, dim;
     int anchors_filled;     /* anchor slots holding a frame (0..n_anchor) */
+    int anchors_locked;     /* pinned or set by an anchor plan: not filled by new frames */
     int window_filled;      /* ring slots holding a frame (0..n_window) */
     int64_t next_frame;     /* absolute latent-frame index of the next chunk's first frame */
     uint64_t epoch;         /* increments on every mutation; plans carry the epoch they saw */
+    size_t latent_floats;   /* clean latents kept per slot (0: none) */
 } fb_kvcache_info;
 
 void fb_kvcache_info_get(const fb_kvcache *c, fb_kvcache_info *info);
 
 /* The K and V storage of one slot of one layer: [tokens_per_frame, dim] floats each,
  * keys before RoPE. slot in [0, n_anchor + n_window) (anchors first), layer in [0, n_layers).
- * Pointers stay valid until close (pin swaps which page a slot uses, so re-fetch after pin). */
+ * Pointers stay valid until close. */
 float *fb_kvcache_slot_k(fb_kvcache *c, int layer, int slot);
 float *fb_kvcache_slot_v(fb_kvcache *c, int layer, int slot);
 /* Absolute latent-frame index a slot holds, or -1 when empty. */
 int64_t fb_kvcache_slot_frame(const fb_kvcache *c, int slot);
+
+/* Keeps floats_per_frame floats of clean latents per slot (C x H x W of one latent frame;
+ * 0 stops keeping them). Only on an empty cache (after open or reset): FB_KV_ERR_STATE
+ * otherwise. The DiT stores the call's latents into the written slots on its storing pass
+ * when this matches its frame size. */
+int fb_kvcache_set_latent_floats(fb_kvcache *c, size_t floats_per_frame, char *err,
+                                 size_t err_size);
+/* A slot's latents [floats_per_frame], or NULL when latents are not kept. */
+float *fb_kvcache_slot_latent(fb_kvcache *c, int slot);
 
 /* ---- plans ----------------------------------------------------------------------------------- */
 
@@ -168,12 +183,12 @@ typedef struct fb_kv_plan {
 int fb_kvcache_plan(const fb_kvcache *c, int chunk_frames, fb_kv_positions positions,
                     fb_kv_plan *plan, char *err, size_t err_size);
 
-/* Plan that writes n_frames (1..n_anchor) externally supplied frames into anchor slots
- * 0..n_frames-1 (an image anchor: run the DiT context pass on the encoded latents with this
- * plan). The frames attend only to themselves. On commit the anchors become exactly these
- * frames; the window is kept. On a fresh cache (nothing committed) they take absolute indices
- * 0..n_frames-1 and the stream continues after them (as upstream's initial_latent); later
- * they take indices 0..n_frames-1 without moving the stream. */
+/* Plan for n_frames externally supplied frames (an image anchor: run the DiT context pass on
+ * the encoded latents with this plan) that become the anchors. The frames attend only to
+ * themselves, at positions 0..n_frames-1 in both modes (frame indices 0..n_frames-1); the
+ * first min(n_frames, n_anchor) are kept, in anchor slots 0... On commit the anchors become
+ * exactly those frames, the window is emptied, the anchors are locked, and the stream's frame
+ * counter does not move. FB_KV_ERR_STATE when the cache has no anchor slots. */
 int fb_kvcache_plan_anchor(const fb_kvcache *c, int n_frames, fb_kv_positions positions,
                            fb_kv_plan *plan, char *err, size_t err_size);
 
@@ -196,13 +211,15 @@ void fb_kvcache_commit(fb_kvcache *c, const fb_kv_plan *plan);
 
 /* ---- other mutators ------------------------------------------------------------------------ */
 
-/* Pins the newest n_anchor window frames as the anchors (the user's "pin this"): their pages
- * swap with the anchor pages and they leave the window (no frame is held twice). The old
- * anchors are dropped. FB_KV_ERR_STATE if n_anchor == 0 or the window holds fewer than
- * n_anchor frames. */
+/* Pins the newest frames as the anchors (the user's "pin this"): the newest min(A, held)
+ * frames of the visible order (anchors, then window) are copied into anchor slots 0.., the
+ * window keeps them too (until they roll out), and the anchors are locked. The old anchors
+ * not among them are dropped. FB_KV_ERR_STATE when the cache has no anchor slots or holds no
+ * frame. */
 int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size);
 
-/* Empties every slot; the next chunk is frame 0 again and becomes the anchor. Pages are kept. */
+/* Empties every slot and unlocks the anchors; the next chunk is frame 0 again and becomes the
+ * anchor. Pages (and the latent setting) are kept. */
 void fb_kvcache_reset(fb_kvcache *c);
 
 #ifdef __cplusplus

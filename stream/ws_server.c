@@ -102,6 +102,7 @@ struct fb_ws_server {
     int refuse_new;
     int destroying;
     fb_ws_totals totals;
+    unsigned char http_buf[LWS_PRE + HTTP_CHUNK];  /* one HTTP body chunk at a time */
 };
 
 static int64_t mono_us(void) {
@@ -635,9 +636,8 @@ static int start_metrics(fb_ws_server *s, struct lws *wsi, struct http_pss *h, i
     return 0;
 }
 
-static int http_writeable(struct lws *wsi, struct http_pss *h) {
-    static unsigned char buf[LWS_PRE + HTTP_CHUNK];  /* service thread only */
-    unsigned char *data = buf + LWS_PRE;
+static int http_writeable(fb_ws_server *s, struct lws *wsi, struct http_pss *h) {
+    unsigned char *data = s->http_buf + LWS_PRE;
     size_t n = 0;
     int last = 0;
     if (h->body) {
@@ -686,7 +686,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return start_static(s, wsi, h, uri, head);
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return h ? http_writeable(wsi, h) : 0;
+        return h && s ? http_writeable(s, wsi, h) : 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (h) http_pss_clear(h);
@@ -791,6 +791,8 @@ int fb_ws_server_new(const fb_ws_config *cfg, const fb_ws_hooks *hooks, fb_ws_se
     info.retry_and_idle_policy = &s->retry;
     info.timeout_secs = 10;
     info.user = s;
+    /* A wrong --host must fail start-up, not leave a daemon that listens nowhere. */
+    info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     if (s->host && !strchr(s->host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     if (s->tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

@@ -25,6 +25,7 @@ def strip(frames, every, columns, scale, switch_frame):
     idx = list(range(0, len(frames), every))
     if 0 <= switch_frame and switch_frame not in idx:
         idx = sorted(set(idx) | {switch_frame})
+    columns = columns or min(len(idx), 12)
     H, W = frames.shape[1:3]
     pad = 2
     rows = (len(idx) + columns - 1) // columns
@@ -51,12 +52,12 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=4, help="keep every Nth frame")
-    ap.add_argument("--columns", type=int, default=8)
+    ap.add_argument("--columns", type=int, default=0, help="frames per row (default: all, up to 12)")
     ap.add_argument("--scale", type=int, default=2, help="integer upscale of the strips")
     ap.add_argument("--switch-fraction", type=float, default=0.5)
     a = ap.parse_args(argv)
-    if a.clips < 1 or a.frames < 1 or a.every < 1 or a.columns < 1 or a.scale < 1 or a.size < 16:
-        ap.error("--clips, --frames, --every, --columns and --scale must be positive, --size >= 16")
+    if a.clips < 1 or a.frames < 1 or a.every < 1 or a.columns < 0 or a.scale < 1 or a.size < 16:
+        ap.error("--clips, --frames, --every and --scale must be positive, --size >= 16")
     os.makedirs(a.out, exist_ok=True)
     lines = []
     for i in range(a.clips):

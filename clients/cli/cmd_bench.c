@@ -232,7 +232,7 @@ static int run_bench(const fb_cli_command *self, int argc, char **argv)
         printf("decode           %.3f GFLOP/chunk, %.2f GFLOP/s\n", gf_dec / k, dec_gflops);
         printf("SGEMM peak       %.2f GFLOP/s (%dx%dx%d, %d threads)\n", peak, (int)gemm_n,
                (int)gemm_n, (int)gemm_n, gemm_threads);
-        printf("KV per stream    %.2f MiB (pool holds %d streams); other per-stream %.2f MiB\n",
+        printf("KV per stream    %.2f MiB (the pool holds %d stream(s)); other per-stream %.2f MiB\n",
                (double)info.kv_bytes_per_stream / 1048576.0, info.max_streams,
                (double)info.stream_bytes / 1048576.0);
         printf("weights          %.2f MiB; peak RSS %.1f MiB\n",

@@ -226,9 +226,17 @@ static void diagnose(const fb_ws *ws, int timeout_ms, char *reason, size_t size)
         if (rc == 0) {
             close(fd);
             freeaddrinfo(res);
-            /* TCP works, so the WebSocket handshake is what failed. */
-            set_text(reason, size, "WebSocket handshake failed (%s)",
-                     ws->conn_error_text[0] ? ws->conn_error_text : "no reason given");
+            /* TCP works, so the TLS or WebSocket handshake is what failed. */
+            const char *why = ws->conn_error_text[0] ? ws->conn_error_text : "no reason given";
+            if (ws->url.tls && strstr(why, "SSL"))
+                set_text(reason, size,
+                         "TLS handshake failed (%s); for a self-signed certificate add --insecure",
+                         why);
+            else if (!ws->url.tls && strcmp(why, "read failed") == 0)
+                set_text(reason, size,
+                         "the server hung up during the handshake (if it serves TLS, use wss://)");
+            else
+                set_text(reason, size, "WebSocket handshake failed (%s)", why);
             return;
         }
         last_errno = errno;

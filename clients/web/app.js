@@ -177,6 +177,7 @@ class Player {
 
   // A new connection: the next frames start at a keyframe the server sends on join.
   restart() {
+    stats.lastFrameNo = -1;    // frames missed while disconnected are not server drops
     this.waitingForKey = true;
     this.offsets = [];
     this.baseline = Infinity;
@@ -465,12 +466,13 @@ function updateControls() {
 }
 
 function noWebCodecsMessage() {
-  const local = `http://localhost:${location.port || 80}/`;
+  const port = location.port || 80;
+  const local = `http://localhost:${port}/`;
   if (!window.isSecureContext) {
     return ['This page cannot decode video here',
       `Browsers only offer WebCodecs (VideoDecoder) on secure pages. Open ${local} on the ` +
-      'machine running flipbookd (an SSH tunnel works: ssh -L PORT:localhost:PORT host), or ' +
-      'serve flipbookd over https.'];
+      `machine running flipbookd (from elsewhere, tunnel it: ssh -L ${port}:localhost:${port} ` +
+      `${location.hostname}), or serve flipbookd over https.`];
   }
   return ['This browser cannot decode the stream',
     'It has no WebCodecs VideoDecoder with VP9. Use a recent Chrome, Edge or Firefox.'];
@@ -704,6 +706,8 @@ setInterval(() => {
 // Test hook: exercises the decoder-error path (reset, ask for a keyframe, wait for it).
 window.flipbookDebug = {
   simulateDecoderError() { player.onDecoderError(new Error('simulated decoder error')); },
+  // Closes the socket as a network failure would; the page reconnects and rejoins by itself.
+  dropConnection() { if (conn.ws) conn.ws.close(4000, 'test: dropped'); },
 };
 
 // ---- go

@@ -33,7 +33,7 @@ void fb_silu(fb_kctx *k, const float *x, float *y, size_t n)
     fb__parallel_range(k, n, 32768, silu_range, &j);
 }
 
-static void gelu_range(void *p, size_t b, size_t e)
+FB_SIMD static void gelu_range(void *p, size_t b, size_t e)
 {
     const act_job *j = p;
     const float *restrict x = j->x;

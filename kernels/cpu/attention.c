@@ -3,10 +3,10 @@
  * One task = one head x one tile of FB_ATTN_BQ queries. It walks the keys in tiles of
  * FB_ATTN_BK: S = scale * Q_tile K_tile^T (a small GEMM on strided rows, no copies), then the
  * running max m, the running sum l and the accumulator O are rescaled as in the online softmax
- * (Milakov & Gimelshein 2018; the FlashAttention recurrence), O += P V_tile, and at the end
- * out = O / l. Memory is one 64 x 128 score tile and one 64 x Dh accumulator per thread (in the
- * context), whatever the sequence lengths: a 4680 x 18720 score matrix per head (350 MB) never
- * exists.
+ * (the recurrence FlashAttention uses), O += P V_tile, and at the end
+ * out = O / l. Memory is one FB_ATTN_BQ x FB_ATTN_BK score tile and one FB_ATTN_BQ x Dh
+ * accumulator per thread (in the context), whatever the sequence lengths: a 4680 x 18720 score
+ * matrix per head (350 MB) never exists.
  *
  * Exponentials use fb__exp_fast: with Lq x Lk x H of them per layer they would otherwise cost
  * as much as the two GEMMs.
@@ -32,7 +32,7 @@ typedef struct {
  * max and sum reductions run in LANES independent accumulators so that the loops vectorise
  * under strict IEEE semantics (a single float accumulator would forbid reordering). */
 #define LANES 16
-static void tile_softmax(float *S, int nq, int nk, float *m, float *l, float *O, int Dh)
+FB_SIMD static void tile_softmax(float *S, int nq, int nk, float *m, float *l, float *O, int Dh)
 {
     for (int i = 0; i < nq; i++) {
         float *restrict s = S + (size_t)i * FB_ATTN_BK;

@@ -39,7 +39,7 @@ typedef struct {
     const float *gate;
 } row_job;
 
-static void layernorm_rows(void *p, size_t r0, size_t r1)
+FB_SIMD static void layernorm_rows(void *p, size_t r0, size_t r1)
 {
     const row_job *j = p;
     int D = j->dim;
@@ -74,7 +74,7 @@ void fb_layernorm(fb_kctx *k, const float *x, float *y, int rows, int dim, float
     fb__parallel_range(k, (size_t)rows, row_grain(dim), layernorm_rows, &j);
 }
 
-static void rmsnorm_rows(void *p, size_t r0, size_t r1)
+FB_SIMD static void rmsnorm_rows(void *p, size_t r0, size_t r1)
 {
     const row_job *j = p;
     int D = j->dim;
@@ -104,7 +104,7 @@ void fb_rmsnorm(fb_kctx *k, const float *x, float *y, int rows, int dim, float e
     fb__parallel_range(k, (size_t)rows, row_grain(dim), rmsnorm_rows, &j);
 }
 
-static void modulate_rows(void *p, size_t r0, size_t r1)
+FB_SIMD static void modulate_rows(void *p, size_t r0, size_t r1)
 {
     const row_job *j = p;
     int D = j->dim;
@@ -130,7 +130,7 @@ void fb_modulate(fb_kctx *k, const float *x, float *y, int rows, int dim, float 
     fb__parallel_range(k, (size_t)rows, row_grain(dim), modulate_rows, &j);
 }
 
-static void gated_add_rows(void *p, size_t r0, size_t r1)
+FB_SIMD static void gated_add_rows(void *p, size_t r0, size_t r1)
 {
     const row_job *j = p;
     int D = j->dim;

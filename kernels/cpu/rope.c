@@ -87,7 +87,7 @@ static inline void rope_token(const fb_rope *r, float *x, int n_heads, const int
     }
 }
 
-static void rope_range(void *p, size_t b, size_t e)
+FB_SIMD static void rope_range(void *p, size_t b, size_t e)
 {
     const rope_job *j = p;
     size_t stride = (size_t)j->n_heads * j->r->head_dim;

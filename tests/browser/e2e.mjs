@@ -119,7 +119,9 @@ async function main() {
       headless: true,
       viewport: { width: 1280, height: 800 },
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        // A non-localhost name for the same loopback daemon: an insecure origin, no WebCodecs.
+        '--host-resolver-rules=MAP flipbook.test 127.0.0.1'],
     });
     const page = context.pages()[0] || await context.newPage();
     const consoleErrors = [];
@@ -187,6 +189,17 @@ async function main() {
       check(after.keyframes > before.keyframes, 'a keyframe arrived after the request');
     }
 
+    // Connection lost: the page reconnects with backoff and rejoins as owner with its token.
+    const sid = await page.evaluate(() => window.flipbookStats.session);
+    const pre = await page.evaluate(() => ({ ...window.flipbookStats }));
+    await page.evaluate(() => window.flipbookDebug.dropConnection());
+    if (await waitFor(page, (n) => window.flipbookStats.reconnects > n.reconnects && window.flipbookStats.state === 'live'
+      && window.flipbookStats.framesPainted > n.framesPainted + 15, pre, 8000, 'reconnects and plays on')) {
+      const post = await page.evaluate(() => ({ ...window.flipbookStats }));
+      check(post.session === sid && post.role === 'owner', 'rejoined the same session as owner',
+        `${post.session} ${post.role}, ${post.reconnects} reconnect(s)`);
+    }
+
     // Steer: a new prompt, Enter, the ack shows in the page and the daemon has it.
     const newPrompt = 'lanterns drifting over a dark lake';
     await page.fill('#prompt', newPrompt);
@@ -252,6 +265,17 @@ async function main() {
       check(srv && srv.viewers >= 1, 'owner sees the viewer in stats', JSON.stringify(srv || ownerStats));
       await viewer.screenshot({ path: path.join(outDir, 'browser_viewer.png') });
     }
+
+    // Opened from a name that is not localhost over http: no WebCodecs, a clear explanation.
+    const insecure = await context.newPage();
+    await insecure.goto(`http://flipbook.test:${daemon.port}/`);
+    await sleep(500);
+    const ins = await insecure.evaluate(() => ({ secure: window.isSecureContext, wc: typeof VideoDecoder,
+      title: document.getElementById('overlay-title').textContent, text: document.getElementById('overlay-text').textContent }));
+    check(!ins.secure && ins.wc === 'undefined' && /cannot decode/i.test(ins.title) && /localhost/.test(ins.text) && /https/.test(ins.text),
+      'insecure origin: page explains to use localhost or https', `${ins.title} / ${ins.text.slice(0, 90)}...`);
+    await insecure.screenshot({ path: path.join(outDir, 'browser_insecure.png') });
+    await insecure.close();
 
     const fin = await page.evaluate(() => ({ ...window.flipbookStats }));
     figure(`owner totals: received ${fin.framesReceived}, decoded ${fin.framesDecoded}, painted ${fin.framesPainted}, dropped ${fin.droppedServer}+${fin.droppedLocal}, paint-skipped ${fin.paintSkipped}`);

@@ -74,7 +74,10 @@ static double expect_ack(wstest *c, const char *of, int id) {
     while (wstest_now_ms() < end) {
         char *t = next_text(c, 4000, NULL);
         if (!t) break;
-        if (is_type(t, "stats") || is_type(t, "recording")) { free(t); continue; }
+        if (is_type(t, "stats") || is_type(t, "recording") || is_type(t, "config")) {
+            free(t);
+            continue;
+        }
         double got_id = -1, frame = 0;
         wstest_json_num(t, "id", &got_id);
         wstest_json_num(t, "frame", &frame);
@@ -125,11 +128,14 @@ static int connect_ws(wstest *c) {
     return wstest_connect(c, "127.0.0.1", port, "/ws", "flipbook.v1") == 101 ? 0 : -1;
 }
 
+static int daemon_runs;
+
 static pid_t start_daemon(const char *extra1, const char *extra2) {
     char rec[300], web[300], log[300];
+    daemon_runs++;
     snprintf(rec, sizeof rec, "%s/rec", tmp);
     snprintf(web, sizeof web, "%s/web", tmp);
-    snprintf(log, sizeof log, "%s/daemon.log", tmp);
+    snprintf(log, sizeof log, "%s/daemon%d.log", tmp, daemon_runs);
     char *argv[] = {(char *)daemon_path, "--port", "0", "--record-dir", rec, "--web-root", web,
                     "--owner-grace", "2", "--max-sessions", "2", "--width", "64", "--height",
                     "64", "--log-level", "debug", (char *)extra1, (char *)extra2, NULL};
@@ -359,7 +365,7 @@ static void test_session_flow(void) {
 
     /* /recordings only serves daemon-made names that exist */
     const char *bad[] = {"/recordings/../../etc/passwd", "/recordings/..%2f..%2fetc%2fpasswd",
-                         "/recordings/%2e%2e/daemon.log", "/recordings/daemon.log",
+                         "/recordings/%2e%2e/daemon1.log", "/recordings/daemon1.log",
                          "/recordings/x.webm", "/recordings/planted.webm",
                          "/recordings/aaaaaaaaaaaa-20250101T000000Z.webm"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -554,6 +560,53 @@ static void test_double_signal(pid_t pid) {
     }
 }
 
+/* A source that fails ends its session with the reason (end, close 1011); the daemon carries
+ * on and starts the next session normally. (Every session of this daemon fails at frame 20,
+ * and its record directory cannot be created.) */
+static void test_session_failure(pid_t pid) {
+    wstest bad, next;
+    char sid[64], tok[64];
+    CHECK(connect_ws(&bad) == 0 && start_session(&bad, sid, tok, 1) == 0);
+    char *end = wstest_wait_type(&bad, "end", 5000, NULL);
+    char reason[256] = "";
+    if (end) wstest_json_str(end, "reason", reason, sizeof reason);
+    CHECK(strstr(reason, "source failed: test pattern told to fail at frame 20") != NULL);
+    free(end);
+    uint8_t *d;
+    size_t n;
+    int op;
+    while ((op = wstest_recv(&bad, &d, &n, 3000)) > 0 && op != WS_CLOSE) free(d);
+    free(d);
+    CHECK(op == WS_CLOSE && bad.close_code == 1011);
+    wstest_close(&bad);
+    char *body = NULL;
+    CHECK(wstest_http("127.0.0.1", port, "GET", "/metrics", NULL, NULL, &body, NULL) == 200);
+    CHECK(body && strstr(body, "\nflipbook_sessions_failed_total 1\n") &&
+          strstr(body, "\nflipbook_sessions 0\n"));
+    free(body);
+    CHECK(connect_ws(&next) == 0 && start_session(&next, sid, tok, 2) == 0);
+    /* this daemon's record dir cannot exist (its parent is a file): the recording fails with a
+     * reason, the stream goes on */
+    CHECK(wstest_send_text(&next, "{\"type\":\"record\",\"action\":\"start\",\"id\":3}") == 0);
+    int failed_msg = 0, error_msg = 0;
+    for (int i = 0; i < 4 && !(failed_msg && error_msg); i++) {
+        char *t = next_text(&next, 3000, NULL);
+        if (!t) break;
+        if (is_type(t, "recording") && str_field(t, "state", "failed")) {
+            char m[256] = "";
+            wstest_json_str(t, "message", m, sizeof m);
+            failed_msg = strstr(m, "cannot record") != NULL;
+        }
+        if (is_type(t, "error") && str_field(t, "code", "record_failed")) error_msg = 1;
+        free(t);
+    }
+    CHECK(failed_msg && error_msg);
+    CHECK(expect_frames(&next, 10, NULL, NULL) == 10);
+    wstest_close(&next);
+    kill(pid, SIGTERM);
+    CHECK(wait_exit(pid, 8000) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s PATH/TO/flipbookd\n", argv[0]);
@@ -587,6 +640,13 @@ int main(int argc, char **argv) {
 
     pid = start_daemon(NULL, NULL);
     test_double_signal(pid);
+
+    setenv("FLIPBOOK_TESTPATTERN_FAIL_AT", "20", 1);
+    char bad_dir[400];
+    snprintf(bad_dir, sizeof bad_dir, "%s/rec/planted.webm/rec", tmp);
+    pid = start_daemon("--record-dir", bad_dir);
+    unsetenv("FLIPBOOK_TESTPATTERN_FAIL_AT");
+    test_session_failure(pid);
 
     if (check_failures) {
         fprintf(stderr, "daemon log kept in %s\n", tmp);

@@ -37,11 +37,12 @@ typedef struct {
     int n_anchors;
     int64_t window[MAXF];   /* oldest first */
     int n_window;
+    int locked;             /* after a pin: new frames never become anchors */
 } vis_model;
 
 static void vis_push(vis_model *m, int64_t frame)
 {
-    if (m->n_anchors < m->A) {
+    if (!m->locked && m->n_anchors < m->A) {
         m->anchors[m->n_anchors++] = frame;
         return;
     }
@@ -54,12 +55,20 @@ static void vis_push(vis_model *m, int64_t frame)
     m->window[m->n_window++] = frame;
 }
 
+/* the newest A visible frames become the anchors; the window keeps them */
 static void vis_pin(vis_model *m)
 {
-    for (int a = 0; a < m->A; a++)
-        m->anchors[a] = m->window[m->n_window - m->A + a];
-    m->n_anchors = m->A;
-    m->n_window -= m->A;
+    int64_t all[2 * MAXF];
+    int n = 0;
+    for (int i = 0; i < m->n_anchors; i++)
+        all[n++] = m->anchors[i];
+    for (int i = 0; i < m->n_window; i++)
+        all[n++] = m->window[i];
+    int k = n < m->A ? n : m->A;
+    for (int a = 0; a < k; a++)
+        m->anchors[a] = all[n - k + a];
+    m->n_anchors = k;
+    m->locked = 1;
 }
 
 /* visible frames in attention order; returns the count */
@@ -145,6 +154,10 @@ static void part1(fb_kctx *kc, fb_kv_positions mode)
     vis_model m = {.A = A, .W = W};
     float *lat[MAXF];          /* clean latents of every frame [C, H, W] */
     size_t fsz = (size_t)C * HL * WL;
+    if (fb_kvcache_set_latent_floats(kv, fsz, err, sizeof err)) {
+        printf("%s\n", err);
+        exit(1);
+    }
     size_t sb_c = fb_dit_scratch_bytes(&cfg, CH, A + W, tpf);
     size_t sb_r = fb_dit_scratch_bytes(&cfg, A + W + CH, 0, tpf);
     void *scr = malloc(sb_c > sb_r ? sb_c : sb_r);
@@ -207,10 +220,18 @@ static void part1(fb_kctx *kc, fb_kv_positions mode)
                 }
             }
         fb_kvcache_commit(kv, pl);
-        for (int f = 0; f < CH; f++)
+        for (int f = 0; f < CH; f++) {
             vis_push(&m, ch * CH + f);
+            /* the storing pass kept the frame's latents in its slot */
+            int sl = pl->write_slot[f];
+            if (sl >= 0 && memcmp(fb_kvcache_slot_latent(kv, sl), lat[ch * CH + f],
+                                  fsz * sizeof(float)) != 0) {
+                printf("FAIL part1 chunk %d frame %d: slot latents differ\n", ch, f);
+                failures++;
+            }
+        }
     }
-    printf("part 1 (%s positions, 1 layer, %d chunks, rolls from chunk 2): max diff %.3e %s\n",
+    printf("part 1 (%s positions, 1 layer, %d chunks, evicts from chunk 2): max diff %.3e %s\n",
            mode == FB_KV_POS_WINDOW ? "window" : "absolute", chunks, worst,
            failures ? "FAIL" : "ok");
     for (int i = 0; i < chunks * CH; i++)

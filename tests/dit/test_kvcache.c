@@ -281,70 +281,118 @@ static void commit_chunk(fb_kvcache *c, int F, int layers, size_t ff)
         exit(1);
     }
     for (int f = 0; f < F; f++)
-        if (pl->write_slot[f] >= 0)
+        if (pl->write_slot[f] >= 0) {
             stamp(c, pl->write_slot[f], pl->frame_index[f], layers, ff);
+            float *lat = fb_kvcache_slot_latent(c, pl->write_slot[f]);
+            if (lat)
+                lat[0] = (float)pl->frame_index[f];   /* what the DiT's storing pass does */
+        }
     fb_kvcache_commit(c, pl);
     free(pl);
 }
 
-static void test_pin_reset(void)
+/* The visible frames (next plan's past) equal want[0..n). */
+static void expect_past(fb_kvcache *c, const int64_t *want, int n, int layers, size_t ff,
+                        const char *what)
 {
-    const int layers = 2, tpf = 2, dim = 8, A = 3, W = 6;
-    size_t ff = (size_t)tpf * dim;
-    fb_kvpool *p = make_pool(layers * (A + W), tpf, dim);
+    fb_kv_plan *pl = malloc(sizeof *pl);
+    char err[256];
+    fb_kvcache_plan(c, 1, FB_KV_POS_WINDOW, pl, err, sizeof err);
+    CHECK(pl->n_past == n, "%s: %d past frames, expected %d", what, pl->n_past, n);
+    for (int i = 0; i < n && i < pl->n_past; i++) {
+        CHECK(pl->past_frame[i] == want[i], "%s: past %d is frame %lld, expected %lld", what, i,
+              (long long)pl->past_frame[i], (long long)want[i]);
+        CHECK(stamped(c, pl->past_slot[i], want[i], layers, ff), "%s: slot %d lacks frame %lld",
+              what, pl->past_slot[i], (long long)want[i]);
+        const float *lat = fb_kvcache_slot_latent(c, pl->past_slot[i]);
+        CHECK(!lat || lat[0] == (float)want[i], "%s: latents of frame %lld not carried", what,
+              (long long)want[i]);
+        CHECK(pl->past_pos[i] == i, "%s: position", what);
+    }
+    free(pl);
+}
+
+static fb_kvcache *cache_with_latents(fb_kvpool *p, int layers, int A, int W, int tpf, int dim)
+{
     fb_kvcache *c = make_cache(p, layers, A, W, tpf, dim);
     char err[256];
+    CHECK(fb_kvcache_set_latent_floats(c, 4, err, sizeof err) == 0, "%s", err);
+    return c;
+}
+
+/* The expected states are those of tools/flipbook_ref/kvcache.py (and its selftest). */
+static void test_pin_reset(void)
+{
+    const int layers = 2, tpf = 2, dim = 8;
+    size_t ff = (size_t)tpf * dim;
+    char err[256];
     fb_kvcache_info info;
-    /* nothing in the window yet: pin refused */
-    commit_chunk(c, 3, layers, ff);   /* frames 0-2 -> anchors */
-    CHECK(fb_kvcache_pin(c, err, sizeof err) == FB_KV_ERR_STATE, "pin with an empty window");
-    commit_chunk(c, 3, layers, ff);   /* 3-5 */
-    commit_chunk(c, 3, layers, ff);   /* 6-8 */
-    commit_chunk(c, 3, layers, ff);   /* 9-11: window 6-11 */
+    fb_kvpool *p = make_pool(64, tpf, dim);
+
+    /* A=3, W=6, chunks of 3 */
+    fb_kvcache *c = cache_with_latents(p, layers, 3, 6, tpf, dim);
+    CHECK(fb_kvcache_pin(c, err, sizeof err) == FB_KV_ERR_STATE, "pin on an empty cache");
+    for (int i = 0; i < 4; i++)
+        commit_chunk(c, 3, layers, ff);   /* anchors 0-2, window 6-11 */
+    CHECK(fb_kvcache_set_latent_floats(c, 4, err, sizeof err) == FB_KV_ERR_STATE,
+          "latent size changed on a filled cache");
     fb_kvcache_info_get(c, &info);
     uint64_t ep = info.epoch;
     CHECK(fb_kvcache_pin(c, err, sizeof err) == 0, "%s", err);
     fb_kvcache_info_get(c, &info);
-    CHECK(info.epoch != ep && info.anchors_filled == 3 && info.window_filled == 3 &&
-              info.next_frame == 12, "after pin: anchors %d window %d", info.anchors_filled,
-          info.window_filled);
-    fb_kv_plan *pl = malloc(sizeof *pl);
-    fb_kvcache_plan(c, 3, FB_KV_POS_WINDOW, pl, err, sizeof err);
-    int64_t want[] = {9, 10, 11, 6, 7, 8};
-    CHECK(pl->n_past == 6, "past after pin %d", pl->n_past);
-    for (int i = 0; i < 6 && i < pl->n_past; i++) {
-        CHECK(pl->past_frame[i] == want[i], "past %d frame %lld", i,
-              (long long)pl->past_frame[i]);
-        CHECK(stamped(c, pl->past_slot[i], want[i], layers, ff), "pinned data of frame %lld",
-              (long long)want[i]);
-        CHECK(pl->past_pos[i] == i, "pos");
-    }
-    /* the stream goes on: new frames fill the freed window slots, anchors stay */
-    fb_kvcache_commit(c, pl);
+    CHECK(info.epoch != ep && info.anchors_filled == 3 && info.anchors_locked &&
+              info.window_filled == 6 && info.next_frame == 12, "after pin: %d %d %d",
+          info.anchors_filled, info.anchors_locked, info.window_filled);
+    /* the pinned frames are anchors and still in the window */
+    int64_t w1[] = {9, 10, 11, 6, 7, 8, 9, 10, 11};
+    expect_past(c, w1, 9, layers, ff, "after pin");
     commit_chunk(c, 3, layers, ff);
     commit_chunk(c, 3, layers, ff);
-    fb_kvcache_plan(c, 3, FB_KV_POS_WINDOW, pl, err, sizeof err);
-    int64_t want2[] = {9, 10, 11, 15, 16, 17, 18, 19, 20};
-    CHECK(pl->n_past == 9, "past %d", pl->n_past);
-    for (int i = 0; i < 9 && i < pl->n_past; i++)
-        CHECK(pl->past_frame[i] == want2[i] && stamped(c, pl->past_slot[i], want2[i], layers, ff),
-              "after pin, past %d is %lld", i, (long long)pl->past_frame[i]);
-
-    /* reset: empty, frame 0 again, and the next chunk becomes the anchor */
+    int64_t w2[] = {9, 10, 11, 12, 13, 14, 15, 16, 17};
+    expect_past(c, w2, 9, layers, ff, "two chunks after pin");
+    /* reset unlocks: the next chunk becomes the anchor again */
     fb_kvcache_reset(c);
     fb_kvcache_info_get(c, &info);
-    CHECK(info.anchors_filled == 0 && info.window_filled == 0 && info.next_frame == 0,
-          "reset");
-    CHECK(!fb_kvcache_plan_valid(c, pl), "plan survived a reset");
+    CHECK(info.anchors_filled == 0 && !info.anchors_locked && info.window_filled == 0 &&
+              info.next_frame == 0 && info.latent_floats == 4, "reset");
+    fb_kv_plan *pl = malloc(sizeof *pl);
     fb_kvcache_plan(c, 3, FB_KV_POS_WINDOW, pl, err, sizeof err);
     CHECK(pl->n_past == 0 && pl->write_slot[0] == 0 && pl->write_slot[2] == 2 &&
               pl->frame_pos[0] == 0, "first plan after reset");
     free(pl);
     fb_kvcache_close(c);
-    fb_kvpool_free(p);
+
+    /* the reference's selftest: A=2, W=3, chunks of 2; pin after 3 chunks -> anchors 4, 5 */
+    c = cache_with_latents(p, layers, 2, 3, tpf, dim);
+    for (int i = 0; i < 3; i++)
+        commit_chunk(c, 2, layers, ff);
+    fb_kvcache_pin(c, err, sizeof err);
+    int64_t w3[] = {4, 5, 3, 4, 5};
+    expect_past(c, w3, 5, layers, ff, "selftest pin");
+    commit_chunk(c, 2, layers, ff);   /* locked: frames 6, 7 go to the window */
+    int64_t w4[] = {4, 5, 5, 6, 7};
+    expect_past(c, w4, 5, layers, ff, "selftest pin + 1 chunk");
+    fb_kvcache_close(c);
+
+    /* fewer frames than anchor slots: all of them, and the rest of the slots stay empty */
+    c = cache_with_latents(p, layers, 3, 2, tpf, dim);
+    commit_chunk(c, 2, layers, ff);   /* anchors 0, 1 */
+    fb_kvcache_pin(c, err, sizeof err);
+    commit_chunk(c, 2, layers, ff);   /* locked: 2, 3 -> window */
+    int64_t w5[] = {0, 1, 2, 3};
+    expect_past(c, w5, 4, layers, ff, "pin of 2 frames");
+    fb_kvcache_close(c);
+
+    /* the newest frames straddle anchors and window: A=3, W=1 */
+    c = cache_with_latents(p, layers, 3, 1, tpf, dim);
+    commit_chunk(c, 3, layers, ff);   /* anchors 0-2 */
+    commit_chunk(c, 3, layers, ff);   /* window keeps 5 */
+    fb_kvcache_pin(c, err, sizeof err);
+    int64_t w6[] = {1, 2, 5, 5};
+    expect_past(c, w6, 4, layers, ff, "pin across anchors and window");
+    fb_kvcache_close(c);
 
     /* no anchor slots: pin is refused, and says why */
-    p = make_pool(4, tpf, dim);
     c = make_cache(p, 1, 0, 4, tpf, dim);
     for (int i = 0; i < 3; i++)
         commit_chunk(c, 2, 1, ff);
@@ -357,46 +405,64 @@ static void test_pin_reset(void)
 
 static void test_anchor_recache(void)
 {
-    const int layers = 1, tpf = 2, dim = 8, A = 3, W = 4;
+    const int layers = 1, tpf = 2, dim = 8;
     size_t ff = (size_t)tpf * dim;
-    fb_kvpool *p = make_pool(layers * (A + W), tpf, dim);
-    fb_kvcache *c = make_cache(p, layers, A, W, tpf, dim);
+    fb_kvpool *p = make_pool(32, tpf, dim);
     fb_kv_plan *pl = malloc(sizeof *pl);
     char err[256];
-
-    /* image anchor on a fresh cache: 2 frames; the stream starts after them */
-    CHECK(fb_kvcache_plan_anchor(c, 4, FB_KV_POS_ABSOLUTE, pl, err, sizeof err) ==
-              FB_KV_ERR_ARG, "4 anchor frames into 3 slots");
-    CHECK(fb_kvcache_plan_anchor(c, 2, FB_KV_POS_ABSOLUTE, pl, err, sizeof err) == 0, "%s",
-          err);
-    CHECK(pl->n_past == 0 && pl->n_frames == 2 && pl->write_slot[0] == 0 &&
-              pl->write_slot[1] == 1 && pl->frame_pos[1] == 1, "anchor plan");
-    stamp(c, 0, 0, layers, ff);
-    stamp(c, 1, 1, layers, ff);
-    fb_kvcache_commit(c, pl);
     fb_kvcache_info info;
-    fb_kvcache_info_get(c, &info);
-    CHECK(info.anchors_filled == 2 && info.next_frame == 2, "after anchor: %d, next %lld",
-          info.anchors_filled, (long long)info.next_frame);
-    /* the first chunk fills the third anchor slot, then the window */
-    fb_kvcache_plan(c, 3, FB_KV_POS_ABSOLUTE, pl, err, sizeof err);
-    CHECK(pl->n_past == 2 && pl->frame_pos[0] == 2 && pl->write_slot[0] == 2 &&
-              pl->write_slot[1] == 3 && pl->write_slot[2] == 4, "first chunk after anchor");
-    for (int f = 0; f < 3; f++)
-        stamp(c, pl->write_slot[f], pl->frame_index[f], layers, ff);
-    fb_kvcache_commit(c, pl);
-    commit_chunk(c, 3, layers, ff);   /* frames 5-7; window holds 3..7 -> newest 4: 4-7 */
 
-    /* re-cache without anchors: the window frames in time order, writing their own slots */
+    /* anchor frames on a fresh cache: more frames than slots keep the first A */
+    fb_kvcache *c = cache_with_latents(p, layers, 3, 4, tpf, dim);
+    CHECK(fb_kvcache_plan_anchor(c, 4, FB_KV_POS_ABSOLUTE, pl, err, sizeof err) == 0, "%s", err);
+    CHECK(pl->n_past == 0 && pl->n_frames == 4 && pl->write_slot[0] == 0 &&
+              pl->write_slot[2] == 2 && pl->write_slot[3] == -1 && pl->frame_pos[3] == 3,
+          "anchor plan of 4 frames");
+    for (int f = 0; f < 3; f++)
+        stamp(c, f, f, layers, ff);
+    fb_kvcache_commit(c, pl);
+    fb_kvcache_info_get(c, &info);
+    CHECK(info.anchors_filled == 3 && info.anchors_locked && info.window_filled == 0 &&
+              info.next_frame == 0, "after anchor: %d, next %lld", info.anchors_filled,
+          (long long)info.next_frame);
+    fb_kvcache_close(c);
+
+    /* the reference's selftest: A=2, W=3, chunks of 2; 3 chunks, then anchors from 2 frames:
+     * anchors 0, 1 locked, window empty, frame counter unchanged; next chunk -> window 6, 7 */
+    c = cache_with_latents(p, layers, 2, 3, tpf, dim);
+    for (int i = 0; i < 3; i++)
+        commit_chunk(c, 2, layers, ff);
+    fb_kvcache_plan_anchor(c, 2, FB_KV_POS_WINDOW, pl, err, sizeof err);
+    CHECK(pl->n_past == 0 && pl->frame_pos[0] == 0 && pl->frame_pos[1] == 1, "anchor pass");
+    for (int f = 0; f < 2; f++) {
+        stamp(c, pl->write_slot[f], f, layers, ff);
+        fb_kvcache_slot_latent(c, pl->write_slot[f])[0] = (float)f;
+    }
+    fb_kvcache_commit(c, pl);
+    fb_kvcache_info_get(c, &info);
+    CHECK(info.anchors_filled == 2 && info.anchors_locked && info.window_filled == 0 &&
+              info.next_frame == 6, "mid-stream anchor: %d %d %lld", info.anchors_filled,
+          info.window_filled, (long long)info.next_frame);
+    commit_chunk(c, 2, layers, ff);
+    int64_t w1[] = {0, 1, 6, 7};
+    expect_past(c, w1, 4, layers, ff, "after anchor + 1 chunk");
+    fb_kvcache_close(c);
+
+    /* re-cache: A=3, W=4, frames 0-8 -> anchors 0-2, window 5-8 */
+    c = cache_with_latents(p, layers, 3, 4, tpf, dim);
+    for (int i = 0; i < 3; i++)
+        commit_chunk(c, 3, layers, ff);
     CHECK(fb_kvcache_plan_recache(c, 0, FB_KV_POS_WINDOW, pl, err, sizeof err) == 0, "%s", err);
     CHECK(pl->kind == FB_KV_PLAN_RECACHE && pl->n_past == 3 && pl->n_frames == 4,
           "recache %d past %d frames", pl->n_past, pl->n_frames);
     for (int f = 0; f < pl->n_frames && f < 4; f++) {
-        CHECK(pl->frame_index[f] == 4 + f, "recache frame %d is %lld", f,
+        CHECK(pl->frame_index[f] == 5 + f, "recache frame %d is %lld", f,
               (long long)pl->frame_index[f]);
         CHECK(fb_kvcache_slot_frame(c, pl->write_slot[f]) == pl->frame_index[f],
               "recache writes frame %lld into another frame's slot",
               (long long)pl->frame_index[f]);
+        CHECK(fb_kvcache_slot_latent(c, pl->write_slot[f])[0] == (float)(5 + f),
+              "recache input latents of frame %d", 5 + f);
         CHECK(pl->frame_pos[f] == 3 + f, "recache pos");
     }
     fb_kvcache_info_get(c, &info);
@@ -405,30 +471,31 @@ static void test_anchor_recache(void)
     fb_kvcache_info_get(c, &tmp);
     CHECK(tmp.next_frame == info.next_frame && tmp.window_filled == info.window_filled &&
               tmp.epoch == info.epoch + 1, "recache commit changed the frames");
+    CHECK(fb_kvcache_plan_recache(c, 0, FB_KV_POS_ABSOLUTE, pl, err, sizeof err) == 0 &&
+              pl->past_pos[2] == 2 && pl->frame_pos[0] == 5 && pl->frame_pos[3] == 8,
+          "recache absolute positions");
     /* with anchors: every slot, no past */
     CHECK(fb_kvcache_plan_recache(c, 1, FB_KV_POS_ABSOLUTE, pl, err, sizeof err) == 0, "%s",
           err);
     CHECK(pl->n_past == 0 && pl->n_frames == 7 && pl->frame_pos[0] == 0 &&
-              pl->frame_pos[3] == 4, "recache with anchors");
+              pl->frame_pos[3] == 5, "recache with anchors");
     /* nothing to re-run */
     fb_kvcache_reset(c);
     CHECK(fb_kvcache_plan_recache(c, 1, FB_KV_POS_WINDOW, pl, err, sizeof err) ==
               FB_KV_ERR_STATE, "recache on an empty cache");
-    /* an anchor set mid-stream keeps the window and the frame counter */
-    for (int i = 0; i < 3; i++)
-        commit_chunk(c, 3, layers, ff);
-    fb_kvcache_plan_anchor(c, 1, FB_KV_POS_WINDOW, pl, err, sizeof err);
-    fb_kvcache_commit(c, pl);
-    fb_kvcache_info_get(c, &info);
-    CHECK(info.anchors_filled == 1 && info.window_filled == 4 && info.next_frame == 9,
-          "mid-stream anchor: %d %d %lld", info.anchors_filled, info.window_filled,
-          (long long)info.next_frame);
     /* bad arguments */
     CHECK(fb_kvcache_plan(c, 0, FB_KV_POS_WINDOW, pl, err, sizeof err) == FB_KV_ERR_ARG, "F=0");
     CHECK(fb_kvcache_plan(c, 3, (fb_kv_positions)7, pl, err, sizeof err) == FB_KV_ERR_ARG,
           "mode 7");
-    free(pl);
+    CHECK(fb_kvcache_plan_anchor(c, 0, FB_KV_POS_WINDOW, pl, err, sizeof err) == FB_KV_ERR_ARG,
+          "0 anchor frames");
     fb_kvcache_close(c);
+    c = make_cache(p, 1, 0, 4, tpf, dim);
+    CHECK(fb_kvcache_plan_anchor(c, 1, FB_KV_POS_WINDOW, pl, err, sizeof err) ==
+              FB_KV_ERR_STATE, "anchor plan without anchor slots");
+    CHECK(fb_kvcache_slot_latent(c, 0) == NULL, "latents not kept by default");
+    fb_kvcache_close(c);
+    free(pl);
     fb_kvpool_free(p);
     printf("kvcache anchor/recache: %s\n", failures ? "FAIL" : "ok");
 }

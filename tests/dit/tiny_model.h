@@ -14,13 +14,26 @@
 #include <string.h>
 
 #include "engine/config.h"
+#include "engine/safetensors.h"
+
+/* Variations for load tests. */
+typedef struct {
+    fb_dtype dtype;        /* stored dtype: F32 (default), F16 or BF16 */
+    fb_dtype round_as;     /* F32: none; F16/BF16: round values through it, store as dtype */
+    const char *skip;      /* a tensor name (after the prefix) to leave out */
+    const char *misshape;  /* a tensor whose first dimension gets one extra row */
+    const char *wrong_dt;  /* a tensor stored as I32 */
+    int extra;             /* add a stray tensor under the prefix */
+} tm_opts;
 
 typedef struct {
     char *json;
     size_t json_len, json_cap;
-    float *data;
-    size_t n, cap;
+    unsigned char *data;
+    size_t bytes, cap;
     uint64_t rng;
+    const char *prefix;
+    tm_opts o;
 } tm_builder;
 
 static inline double tm_normal(tm_builder *b)
@@ -47,35 +60,65 @@ static inline void tm_json(tm_builder *b, const char *s)
     b->json_len += l;
 }
 
+static inline int tm_is(const tm_builder *b, const char *name, const char *which)
+{
+    size_t pl = strlen(b->prefix);
+    return which && strncmp(name, b->prefix, pl) == 0 && strcmp(name + pl, which) == 0;
+}
+
 /* kind: 0 matrix (fan_in = last dims), 1 norm weight, 2 bias, 3 modulation */
 static inline void tm_add(tm_builder *b, const char *name, int kind, int ndim,
-                          const int64_t *shape)
+                          const int64_t *shape_in)
 {
+    int64_t shape[8];
+    memcpy(shape, shape_in, (size_t)ndim * sizeof(int64_t));
+    if (tm_is(b, name, b->o.skip))
+        return;
+    if (tm_is(b, name, b->o.misshape))
+        shape[0]++;
+    fb_dtype dt = tm_is(b, name, b->o.wrong_dt) ? FB_DT_I32 : b->o.dtype;
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= (size_t)shape[i];
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2;
-        b->data = realloc(b->data, b->cap * sizeof(float));
+    size_t es = dt == FB_DT_F32 || dt == FB_DT_I32 ? 4 : 2;
+    if (b->bytes + n * es > b->cap) {
+        b->cap = (b->bytes + n * es) * 2;
+        b->data = realloc(b->data, b->cap);
     }
     double fan_in = ndim > 1 ? (double)n / (double)shape[0] : 1.0;
+    unsigned char *dst = b->data + b->bytes;
     for (size_t i = 0; i < n; i++) {
         double z = tm_normal(b);
         float v = kind == 0 ? (float)(z / sqrt(fan_in))
                 : kind == 1 ? (float)(1.0 + 0.1 * z)
                 : kind == 2 ? (float)(0.05 * z) : (float)(0.1 * z);
-        b->data[b->n + i] = v;
+        if (b->o.round_as == FB_DT_F16)
+            v = fb_f16_to_f32(fb_f32_to_f16(v));
+        else if (b->o.round_as == FB_DT_BF16)
+            v = fb_bf16_to_f32(fb_f32_to_bf16(v));
+        if (dt == FB_DT_F16) {
+            uint16_t h = fb_f32_to_f16(v);
+            memcpy(dst + 2 * i, &h, 2);
+        } else if (dt == FB_DT_BF16) {
+            uint16_t h = fb_f32_to_bf16(v);
+            memcpy(dst + 2 * i, &h, 2);
+        } else if (dt == FB_DT_I32) {
+            int32_t w = (int32_t)(v * 1000);
+            memcpy(dst + 4 * i, &w, 4);
+        } else {
+            memcpy(dst + 4 * i, &v, 4);
+        }
     }
     char buf[512];
-    int o = snprintf(buf, sizeof buf, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[",
-                     b->json_len > 1 ? "," : "", name);
+    int o = snprintf(buf, sizeof buf, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                     b->json_len > 1 ? "," : "", name, fb_dtype_name(dt));
     for (int i = 0; i < ndim; i++)
         o += snprintf(buf + o, sizeof buf - (size_t)o, "%s%lld", i ? "," : "",
                       (long long)shape[i]);
-    snprintf(buf + o, sizeof buf - (size_t)o, "],\"data_offsets\":[%zu,%zu]}",
-             b->n * sizeof(float), (b->n + n) * sizeof(float));
+    snprintf(buf + o, sizeof buf - (size_t)o, "],\"data_offsets\":[%zu,%zu]}", b->bytes,
+             b->bytes + n * es);
     tm_json(b, buf);
-    b->n += n;
+    b->bytes += n * es;
 }
 
 #define TM(b, kind, nm, ...)                                                                  \
@@ -84,13 +127,16 @@ static inline void tm_add(tm_builder *b, const char *name, int kind, int ndim,
         tm_add(b, nm, kind, (int)(sizeof sh_ / sizeof sh_[0]), sh_);                          \
     } while (0)
 
-/* Returns a malloc'd safetensors image of a random DiT with config c under prefix;
- * *size receives its length. */
-static inline void *tm_build(const fb_dit_config *c, const char *prefix, uint64_t seed,
-                             size_t *size)
+/* Returns a malloc'd safetensors image of a random DiT with config c under prefix, varied by
+ * o (NULL: plain F32); *size receives its length. The values depend only on the seed. */
+static inline void *tm_build_ex(const fb_dit_config *c, const char *prefix, uint64_t seed,
+                                const tm_opts *o, size_t *size)
 {
     tm_builder b = {0};
     b.rng = seed ? seed : 1;
+    b.prefix = prefix;
+    if (o)
+        b.o = *o;
     tm_json(&b, "{");
     char n[256];
     int64_t D = c->dim;
@@ -135,21 +181,29 @@ static inline void *tm_build(const fb_dit_config *c, const char *prefix, uint64_
         TM(&b, 0, NAME("%sblocks.%d.ffn.2.weight", prefix, i), D, c->ffn_dim);
         TM(&b, 2, NAME("%sblocks.%d.ffn.2.bias", prefix, i), D);
     }
+    if (b.o.extra)
+        TM(&b, 2, NAME("%sblocks.%d.stray.bias", prefix, c->num_layers), D);
 #undef NAME
     tm_json(&b, "}");
     size_t hl = (b.json_len + 7) / 8 * 8;   /* header padded with spaces to 8 bytes */
-    size_t total = 8 + hl + b.n * sizeof(float);
+    size_t total = 8 + hl + b.bytes;
     unsigned char *img = malloc(total);
     uint64_t hl64 = hl;
     for (int i = 0; i < 8; i++)
         img[i] = (unsigned char)(hl64 >> (8 * i));
     memcpy(img + 8, b.json, b.json_len);
     memset(img + 8 + b.json_len, ' ', hl - b.json_len);
-    memcpy(img + 8 + hl, b.data, b.n * sizeof(float));
+    memcpy(img + 8 + hl, b.data, b.bytes);
     free(b.json);
     free(b.data);
     *size = total;
     return img;
+}
+
+static inline void *tm_build(const fb_dit_config *c, const char *prefix, uint64_t seed,
+                             size_t *size)
+{
+    return tm_build_ex(c, prefix, seed, NULL, size);
 }
 
 /* A small config: head_dim 16, 2 heads. */

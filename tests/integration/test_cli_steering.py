@@ -21,7 +21,8 @@ def main():
     c = fbtest.Checks("integration_cli_steering")
     fb = a.flipbook
     with fbtest.TempDir(a.keep) as tmp:
-        d = fbtest.Daemon(a.flipbookd, tmp, fps=FPS, web_root=a.web_root)
+        d = fbtest.Daemon(a.flipbookd, tmp, fps=FPS, web_root=a.web_root,
+                          extra=["--max-sessions", "1"])
         try:
             owner, hello, _ = fbtest.start_session(d, "steering test")
             sid, token = hello["session"], hello["token"]
@@ -84,6 +85,13 @@ def main():
                                           "--seconds", "2")
             c.check(rc == 1 and "no_session" in err, "watch unknown session -> exit 1",
                     err.strip()[:200])
+            # Refusals of `record`: no room for a second session, then a size out of range.
+            out = os.path.join(tmp, "x.webm")
+            rc, so, err = fbtest.run_cli(fb, "record", "--url", url, "--prompt", "x",
+                                         "--seconds", "1", "-o", out)
+            c.check(rc == 1 and "session_limit" in err, "record past --max-sessions -> exit 1",
+                    err.strip()[:200])
+            c.check(not os.path.exists(out), "no file written when the start is refused")
             c.check(reader.error is None and d.alive(), "owner connection and daemon fine",
                     str(reader.error))
             reader.stop()

@@ -7,6 +7,8 @@ is stopped afterwards, and a missing --seed/size is fine."""
 
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -79,6 +81,27 @@ def main():
             live = fbtest.metric_sum(metrics, r"^flipbook_sessions(_active)?(\{.*\})?$")
             c.check(live == 0, "session stopped after recording", f"sessions {live}")
             c.check(d.alive(), "daemon still running")
+
+            # Ctrl-C in the middle: exit 130, and the file is finished and plays.
+            out2 = os.path.join(tmp, "interrupted.webm")
+            proc = subprocess.Popen([a.flipbook, "record", "--url", d.url(), "--prompt", "stop me",
+                                     "--seconds", "60", "-o", out2], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(2.5)
+            proc.send_signal(signal.SIGINT)
+            try:
+                so, se = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                so, se = proc.communicate()
+            c.check(proc.returncode == 130 and "interrupted" in se,
+                    "Ctrl-C -> exit 130 with a message", f"rc {proc.returncode}: {se.strip()[-120:]}")
+            info = fbtest.probe_video(a.ffprobe, out2) if os.path.exists(out2) else None
+            c.check(info is not None and info["duration"] is not None and info["frames"] >= 45
+                    and fbtest.decode_errors(a.ffmpeg, out2) == "",
+                    "interrupted file is finalized and decodes",
+                    f"{info and info['frames']} frames, duration {info and info['duration']}")
+            c.check("recorded " in so, "summary printed after Ctrl-C", so.strip()[:120])
         finally:
             rc = d.stop()
             c.check(rc == 0, "daemon exits 0 on SIGTERM", f"rc {rc}")

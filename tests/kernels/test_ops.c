@@ -268,6 +268,9 @@ static const test_case cases[] = {
     {"attention 130x300x2x64 peaky", case_attention, 130, 300, 2, 64, 8, 2e-6},
     {"attention 7x517x1x128", case_attention, 7, 517, 1, 128, 1, 2e-6},
     {"attention 200x16x4x256", case_attention, 200, 16, 4, 256, 2, 2e-6},
+    /* several query and key tiles (256 x 512): the online rescaling across key tiles */
+    {"attention 530x1300x2x32 multi-tile peaky", case_attention, 530, 1300, 2, 32, 6, 2e-6},
+    {"attention 257x1025x3x16 multi-tile", case_attention, 257, 1025, 3, 16, 1, 2e-6},
     {"sinusoid 256", case_sinusoid, 256, 0, 0, 0, 0, 1e-7},
 };
 

@@ -118,6 +118,20 @@ static void test_unknown_words(void) {
         CHECK(r.n_unknown == 0 && r.n_ids > 0 && r.n_dropped == 0);
         fb_tok_result_free(&r);
     }
+    /* A word with several unknown runs is reported once; the report is capped. */
+    {
+        fb_tokenizer *t = model_by_name("identity");
+        const char *w = "fox ☃a☃b☃ fox";
+        CHECK(fb_tok_encode(t, w, strlen(w), NULL, &r, err, sizeof err) == 0);
+        CHECK(r.n_unknown == 1 && has_word(&r, "☃a☃b☃"));
+        fb_tok_result_free(&r);
+        char many[2048] = "";
+        for (int i = 0; i < 40; i++) /* 40 distinct words, each with an unknown symbol */
+            snprintf(many + strlen(many), sizeof many - strlen(many), "%d☃ ", i);
+        CHECK(fb_tok_encode(t, many, strlen(many), NULL, &r, err, sizeof err) == 0);
+        CHECK(r.n_unknown == FB_TOK_MAX_UNKNOWN && has_word(&r, "0☃") && has_word(&r, "31☃"));
+        fb_tok_result_free(&r);
+    }
     /* Truncation drops unknown words that were cut off, and counts what was dropped. */
     fb_tokenizer *tok = model_by_name("nfkc");
     const char *t2 = "a red fox ☃ zebra";

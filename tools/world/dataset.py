@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 
 if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script: make the package importable and use it as our package.
@@ -124,10 +125,21 @@ def write_shard(path, seed, first, n, n_frames, size, switch_fraction, n_phrasin
     arrays.update(frames=frames, clip_index=np.arange(first, first + n, dtype=np.int64),
                   switch_frame=switch_frame, ground=ground, occluder=occluder, occluder_x=occluder_x,
                   captions=np.frombuffer(json.dumps(captions).encode("utf-8"), np.uint8))
-    tmp = path + ".tmp.npz"
-    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+    tmp = path + ".tmp"
+    _savez(tmp, arrays, compress)
     os.replace(tmp, path)
     return captions
+
+
+def _savez(path, arrays, compress):
+    """np.savez with fixed member timestamps, so that equal arrays give equal bytes."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method, allowZip64=True) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arrays[name]), allow_pickle=False)
 
 
 def load_shard(path):

@@ -19,7 +19,7 @@ import math
 
 GRAVITY = 1.6          # world units / s^2: a drop across the frame takes about 1.1 s
 SUBSTEPS = 8           # per frame
-ITERATIONS = 3         # contact passes per substep (stacks of a heavy body on a light one
+ITERATIONS = 6         # contact passes per substep (stacks of a heavy body on a light one
                        # need more than one to settle without sinking)
 MAX_SPEED = 2.5        # units / s, a cap that keeps every substep's motion small
 SLOP = 0.0008          # penetration left alone, so resting contacts do not jitter

@@ -174,14 +174,17 @@ class Scene:
                 n_objects = int(rng.integers(1, 5))
             if not 1 <= n_objects <= MAX_OBJECTS:
                 raise ValueError("n_objects must be 1..%d, got %d" % (MAX_OBJECTS, n_objects))
-            # Repeat an earlier object's look now and then, so that captions say "two red balls".
+            # Repeat an earlier object's look now and then, so that captions say "two red
+            # balls"; sometimes every object looks the same ("three yellow triangles").
+            same = n_objects > 1 and rng.random() < 0.2
             objects = []
             for i in range(n_objects):
-                if objects and rng.random() < 0.4:
+                if objects and (same or rng.random() < 0.35):
                     k, c, s, _ = objects[int(rng.integers(len(objects)))]
                     objects.append((k, c, s, None))
                 else:
-                    objects.append((None, None, None, None))
+                    objects.append((_choice(rng, vocab.KINDS), _choice(rng, vocab.COLOURS),
+                                    _choice(rng, vocab.SIZES), None))
         specs, taken, counts = [], [], {}
         for k, c, s, intent in objects:
             k = k if k is not None else _choice(rng, vocab.KINDS)

@@ -555,11 +555,13 @@ int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size)
         set_err(err, err_size, "kv pin: the cache has no anchor slots");
         return FB_KV_ERR_STATE;
     }
-    int total = c->anchors_filled + c->ring_count;
-    if (total == 0) {
-        set_err(err, err_size, "kv pin: the cache holds no frame yet");
+    if (c->ring_count == 0) {
+        /* the anchors already are the newest frames (the reference does nothing here) */
+        set_err(err, err_size, "kv pin: the window is empty, so the anchors already are the "
+                "newest frames");
         return FB_KV_ERR_STATE;
     }
+    int total = c->anchors_filled + c->ring_count;
     /* visible order: anchors, then the window oldest first; the newest n become anchors
      * 0..n-1. Anchor i's source has list index total - n + i >= i, so copying in increasing i
      * never overwrites a source still to be read. */

@@ -214,8 +214,9 @@ void fb_kvcache_commit(fb_kvcache *c, const fb_kv_plan *plan);
 /* Pins the newest frames as the anchors (the user's "pin this"): the newest min(A, held)
  * frames of the visible order (anchors, then window) are copied into anchor slots 0.., the
  * window keeps them too (until they roll out), and the anchors are locked. The old anchors
- * not among them are dropped. FB_KV_ERR_STATE when the cache has no anchor slots or holds no
- * frame. */
+ * not among them are dropped. FB_KV_ERR_STATE when the cache has no anchor slots, or while
+ * the window is empty (the anchors already are the newest frames; the reference treats that
+ * as a no-op). */
 int fb_kvcache_pin(fb_kvcache *c, char *err, size_t err_size);
 
 /* Empties every slot and unlocks the anchors; the next chunk is frame 0 again and becomes the

@@ -432,7 +432,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* HTTP: /metrics and /recordings/NAME.webm                                                   */
+/* HTTP: /metrics, /recordings/NAME.webm and the static files of the web root                 */
 
 static void http_pss_clear(struct http_pss *h) {
     free(h->body);

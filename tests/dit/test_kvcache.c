@@ -374,13 +374,38 @@ static void test_pin_reset(void)
     expect_past(c, w4, 5, layers, ff, "selftest pin + 1 chunk");
     fb_kvcache_close(c);
 
-    /* fewer frames than anchor slots: all of them, and the rest of the slots stay empty */
+    /* an empty window: nothing newer than the anchors, pin refused */
+    c = cache_with_latents(p, layers, 4, 2, tpf, dim);
+    commit_chunk(c, 3, layers, ff);   /* anchors 0-2 of 4 */
+    CHECK(fb_kvcache_pin(c, err, sizeof err) == FB_KV_ERR_STATE, "pin with an empty window");
+    printf("  %s\n", err);
+    fb_kvcache_close(c);
+
+    /* fewer frames than anchor slots (after a 1-frame anchor): all of them are pinned */
+    c = cache_with_latents(p, layers, 3, 2, tpf, dim);
+    fb_kv_plan *ap = malloc(sizeof *ap);
+    fb_kvcache_plan_anchor(c, 1, FB_KV_POS_WINDOW, ap, err, sizeof err);
+    stamp(c, 0, 0, layers, ff);
+    fb_kvcache_slot_latent(c, 0)[0] = 0.0f;
+    fb_kvcache_commit(c, ap);         /* anchor 0, locked */
+    free(ap);
+    commit_chunk(c, 1, layers, ff);   /* the stream's frame 0 -> window */
+    CHECK(fb_kvcache_pin(c, err, sizeof err) == 0, "%s", err);
+    fb_kvcache_info_get(c, &info);
+    CHECK(info.anchors_filled == 2 && info.window_filled == 1, "pin of 2 frames: %d %d",
+          info.anchors_filled, info.window_filled);
+    int64_t w5[] = {0, 0, 0};
+    expect_past(c, w5, 3, layers, ff, "pin of 2 frames");
+    fb_kvcache_close(c);
+
+    /* the newest frames straddle anchors and a partly filled window */
     c = cache_with_latents(p, layers, 3, 2, tpf, dim);
     commit_chunk(c, 2, layers, ff);   /* anchors 0, 1 */
-    fb_kvcache_pin(c, err, sizeof err);
-    commit_chunk(c, 2, layers, ff);   /* locked: 2, 3 -> window */
-    int64_t w5[] = {0, 1, 2, 3};
-    expect_past(c, w5, 4, layers, ff, "pin of 2 frames");
+    commit_chunk(c, 2, layers, ff);   /* anchor 2, window 3 */
+    CHECK(fb_kvcache_pin(c, err, sizeof err) == 0, "%s", err);   /* newest 3 of 0..3 */
+    commit_chunk(c, 2, layers, ff);   /* locked: 4, 5 -> window 4, 5 */
+    int64_t w7[] = {1, 2, 3, 4, 5};
+    expect_past(c, w7, 5, layers, ff, "pin across a partly filled window");
     fb_kvcache_close(c);
 
     /* the newest frames straddle anchors and window: A=3, W=1 */

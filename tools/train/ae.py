@@ -1,0 +1,150 @@
+"""Stage "ae": the TAEHV autoencoder (encoder + decoder) on world clips rendered on the fly.
+
+Loss per step on a batch of clips x [B, T, 3, H, W]:
+    z   = encode(x)                                   [B, T/4, 8, H/8, W/8]
+    y   = decode(z + s * n), s ~ U(0, latent_noise)   raw decoder output, all T frames
+    L   = mse(y, x) + edge * |grad y - grad x|_1 + latent * (mean_c^2 + (std_c - 1)^2)
+The loss is taken on the raw output (before the [0, 1] clamp) so saturated pixels still learn;
+the latent term keeps every channel near zero mean and unit spread, the scale the DiT's unit
+noise expects (the engine feeds DiT latents to the decoder unnormalised); the latent noise
+makes the decoder tolerant of the DiT's small errors.
+"""
+import math
+import os
+
+import torch
+
+from flipbook_ref.taehv import TAEHV
+
+from . import config as C
+from . import data, state
+
+STAGE_ID = 1
+
+
+def settings(tc):
+    s = tc.stage_dict("ae")
+    s["vae"] = C.vae_config().__dict__
+    return s
+
+
+def build_model(seed):
+    torch.manual_seed(seed)
+    return TAEHV(C.vae_config())
+
+
+def _edge(y, x):
+    dxy = (y[..., :, 1:] - y[..., :, :-1]) - (x[..., :, 1:] - x[..., :, :-1])
+    dyy = (y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])
+    return dxy.abs().mean() + dyy.abs().mean()
+
+
+def decode_raw(vae, z):
+    """Decoder output before the clamp: [B, 4 T_lat, 3, H, W] (frames_to_trim is 0)."""
+    return vae._apply_parallel(vae.decoder, z)
+
+
+def losses(vae, x, st, gen):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=st.bf16):
+        z = vae.encode(x)
+        s = torch.rand(x.shape[0], 1, 1, 1, 1, generator=gen) * st.latent_noise
+        zn = z + s * torch.randn(z.shape, generator=gen)
+        y = decode_raw(vae, zn)
+    y, z = y.float(), z.float()
+    mse = (y - x).pow(2).mean()
+    edge = _edge(y, x)
+    mu = z.mean(dim=(0, 1, 3, 4))
+    sd = z.std(dim=(0, 1, 3, 4))
+    lat = mu.pow(2).mean() + (sd - 1).pow(2).mean()
+    loss = mse + st.edge_weight * edge + st.latent_weight * lat
+    return loss, {"mse": mse.item(), "edge": edge.item(), "lat_mean": mu.abs().mean().item(),
+                  "lat_std": sd.mean().item()}
+
+
+@torch.no_grad()
+def validate(vae, seed):
+    """PSNR (dB) of encode -> decode on fixed held-out clips, float32, no latent noise."""
+    vae.eval()
+    x = data.ae_batch(seed + 1, 0, 4, 16, 0.3)
+    y = vae.decode(vae.encode(x))
+    vae.train()
+    mse = (y - x[:, :y.shape[1]]).pow(2).mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def load_trained(root):
+    """The autoencoder of the latest checkpoint (eval mode) and its step, or (None, 0)."""
+    ck = state.load_ckpt(os.path.join(root, "ae", "ckpt.pt"))
+    if ck is None:
+        return None, 0
+    vae = TAEHV(C.vae_config())
+    vae.load_state_dict(ck["model"])
+    return vae.eval(), ck["step"]
+
+
+def is_done(root):
+    return os.path.exists(os.path.join(root, "ae", "done"))
+
+
+def run(root, tc, budget, log_every=25, val_every=500):
+    """Trains until the last step or until the budget says stop. Returns True when done."""
+    st = tc.ae
+    sdir = state.stage_dir(root, "ae")
+    ck_path = os.path.join(sdir, "ckpt.pt")
+    cur = settings(tc)
+    ck = state.load_ckpt(ck_path)
+    if ck is not None:
+        state.check_settings(ck["settings"], cur, "ae")
+    vae = build_model(tc.seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=st.weight_decay, betas=(0.9, 0.99))
+    step = 0
+    if ck is not None:
+        vae.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        state.set_rng_state(ck["rng"])
+        print("train[ae]: resuming at step %d of %d" % (step, st.steps), flush=True)
+    if step >= st.steps:
+        open(os.path.join(sdir, "done"), "w").close()
+        return True
+    vae.train()
+    logger = state.Logger(sdir, "ae", st.steps, ["loss", "mse", "psnr", "edge", "lat_std", "lr", "val_psnr"])
+    acc, n_acc, val = {}, 0, float("nan")
+
+    def save():
+        state.atomic_torch_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                                 "settings": cur, "rng": state.rng_state()}, ck_path)
+        budget.saved()
+
+    while step < st.steps:
+        if budget.should_stop():
+            save()
+            print("train[ae]: stopped at step %d (checkpoint saved)" % step, flush=True)
+            return False
+        lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        gen = torch.Generator().manual_seed(state.step_seed(tc.seed, STAGE_ID, step))
+        x = data.ae_batch(tc.seed, step, st.batch, st.frames, st.switch_fraction)
+        loss, parts = losses(vae, x, st, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        parts["loss"] = loss.item()
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        if step % val_every == 0 or step == st.steps:
+            val = validate(vae, tc.seed)
+        if step % log_every == 0 or step == st.steps:
+            m = {k: v / n_acc for k, v in acc.items()}
+            m["psnr"] = 10 * math.log10(1.0 / max(m["mse"], 1e-12))
+            m["lr"], m["val_psnr"] = lr, val
+            logger.log(step, m)
+            acc, n_acc = {}, 0
+        if budget.ckpt_due() or step == st.steps:
+            save()
+    open(os.path.join(sdir, "done"), "w").close()
+    return True

@@ -1,0 +1,129 @@
+"""The default model's dimensions and every training hyperparameter, in one place.
+
+Everything a run depends on is here or derived from the master seed, so that
+`tools/train.sh` reproduces the shipped weights (up to floating-point summation order).
+Changing a value changes the model: the state directory records the settings each stage
+started with and refuses to resume a stage under different ones.
+
+Why these dimensions (the engine must reach >= 16 frames/s at 128x128 on 2 CPU cores):
+  video 128x128 at 16 fps; TAEHV autoencoder, spatial /8 and temporal /4 (TAEW2.1 layout)
+  -> one 8x16x16 latent frame per 4 video frames, 4 latent frames per second.
+  DiT: patch (1, 2, 2) -> 64 tokens per latent frame, dim 256, 4 heads of 64, 6 layers,
+  ffn 1024 (~7M parameters). A chunk is 2 latent frames (8 video frames, 0.5 s); 4 sampler
+  steps + the t=0 context pass = 5 passes over 128 tokens per chunk, about 7 GFLOP per chunk,
+  14 GFLOP/s for real time. Attention spans at most anchors 2 + window 4 + chunk 2 = 8
+  latent frames (512 keys), bounded forever because positions come from slot order.
+  Decoder widths [64, 32, 16, 16]: ~1.4 GFLOP per latent frame (5.5 GFLOP/s at 16 fps).
+"""
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+
+from flipbook_ref.config import (DiTConfig, ModelConfig, SamplerConfig, StreamConfig,
+                                 TextEncoderConfig, TokenizerConfig, VAEConfig)
+
+MODEL_NAME = "default"
+SEED = 20240611          # master seed; every stage derives its own streams from it
+
+# Video geometry.
+HEIGHT = WIDTH = 128
+FPS = 16
+T_DOWN = 4               # video frames per latent frame
+S_DOWN = 8               # pixels per latent pixel
+CHUNK_LATENTS = 2        # latent frames per chunk
+CHUNK_VIDEO = CHUNK_LATENTS * T_DOWN
+
+
+def vae_config():
+    # frames_to_trim 0: the autoencoder is trained so that latent k decodes to exactly the
+    # video frames 4k..4k+3 it encoded (no 1+4k convention as in Wan's causal VAE), so no
+    # warm-up frames are thrown away at the start of a stream.
+    return VAEConfig(latent_channels=8, image_channels=3, decoder_channels=[64, 32, 16, 16],
+                     encoder_channels=32, decoder_time_upscale=[False, True, True],
+                     decoder_space_upscale=[True, True, True],
+                     encoder_time_downscale=[True, True, False], frames_to_trim=0, patch_size=1)
+
+
+def model_config(vocab_size, text_len):
+    """The full config once the tokenizer (vocab size) and caption length are known."""
+    cfg = ModelConfig(
+        dit=DiTConfig(patch_size=[1, 2, 2], in_dim=8, out_dim=8, dim=256, ffn_dim=1024,
+                      freq_dim=256, text_dim=128, text_len=text_len, num_heads=4, num_layers=6,
+                      qk_norm=True, cross_attn_norm=True, eps=1e-6),
+        text_encoder=TextEncoderConfig(arch="umt5", vocab=vocab_size, dim=128, dim_attn=128,
+                                       dim_ffn=512, num_heads=4, num_layers=2, num_buckets=32,
+                                       max_distance=128, shared_pos=False, eps=1e-6,
+                                       max_tokens=text_len),
+        vae=vae_config(),
+        # shift 1 (no warp of the table) and steps down to sigma 0.25: on 16x16 latents a
+        # large shift spends every step at high noise and leaves the last prediction blurry.
+        sampler=SamplerConfig(num_train_timesteps=1000, shift=1.0, steps=[1000, 750, 500, 250],
+                              warp=True, context_t=0),
+        stream=StreamConfig(chunk_frames=CHUNK_LATENTS, anchor_frames=2, window_frames=4,
+                            positions="window", latent_height=HEIGHT // S_DOWN,
+                            latent_width=WIDTH // S_DOWN, fps=FPS),
+        tokenizer=TokenizerConfig(tensor="tokenizer.spm"))
+    return cfg.validate()
+
+
+@dataclass
+class AEStage:
+    steps: int = 8000
+    batch: int = 4                 # clips per step
+    frames: int = 12               # video frames per clip (3 latent frames)
+    lr: float = 1e-3
+    lr_min_frac: float = 0.1       # cosine decay to lr * this at the last step
+    warmup: int = 200
+    weight_decay: float = 1e-4
+    edge_weight: float = 0.05      # L1 on image gradients, for crisp object rims
+    latent_weight: float = 1e-2    # keeps latents near zero mean, unit std per channel
+    latent_noise: float = 0.15     # decoder sees z + U(0, this) * N(0, 1): tolerance of DiT error
+    switch_fraction: float = 0.3   # clips with a mid-clip scene change
+    bf16: bool = True              # autocast (AMX/AVX-512 bf16 on this CPU; fp32 master weights)
+
+
+@dataclass
+class TokenizerStage:
+    sentences: int = 40000         # captions sampled from the grammar for training
+    vocab_size: int = 160          # closed vocabulary (~80 words) + characters + specials
+    normalization: str = "nmt_nfkc_cf"   # case folding: "Two Red Balls" works too
+    text_len_margin: int = 8       # text_len = longest caption seen + this, rounded up to 8
+
+
+@dataclass
+class DiTStage:
+    steps: int = 30000
+    batch: int = 4
+    clip_latents: int = 12         # 6 chunks: the window fills up and slides in every clip
+    dataset_clips: int = 6000      # latent cache size (rendered + encoded once)
+    shard_clips: int = 250
+    switch_fraction: float = 0.5   # clips whose caption changes at a chunk boundary
+    phrasings: int = 4
+    lr: float = 4e-4
+    lr_min_frac: float = 0.1
+    warmup: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,
+                                   # else any level of the table (diffusion forcing)
+    bf16: bool = True
+
+
+@dataclass
+class TrainConfig:
+    seed: int = SEED
+    ae: AEStage = field(default_factory=AEStage)
+    tokenizer: TokenizerStage = field(default_factory=TokenizerStage)
+    dit: DiTStage = field(default_factory=DiTStage)
+
+    def stage_dict(self, name):
+        d = dataclasses.asdict(getattr(self, name))
+        d["seed"] = self.seed
+        return d
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+
+STAGES = ("ae", "tokenizer", "dit")

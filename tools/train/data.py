@@ -1,0 +1,128 @@
+"""Training data from the synthetic world (tools/world): pixel clips for the autoencoder,
+captions for the tokenizer, and the latent-clip cache of the DiT stage.
+
+Every clip is a pure function of (seed, purpose, index): the world is rendered on the fly from
+numpy Generators seeded that way, so a resumed run sees exactly the batches an uninterrupted
+one would have seen.
+
+Prompt switches for the DiT are aligned to chunk boundaries (a multiple of CHUNK_VIDEO video
+frames): the engine applies a new prompt from the next chunk, so a chunk's caption is the one
+its frames show. Chunks before the switch are captioned with the "before" description, the rest
+with the "after" one.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import torch
+
+from world import Scene, clip_captions, render_clip
+
+from . import config as C
+
+# Purposes (the second word of every seed sequence) keep the streams of the stages apart.
+AE_DATA, TOK_DATA, DIT_DATA, EVAL_DATA = 1, 2, 3, 4
+
+
+def clip_rng(seed, purpose, index):
+    return np.random.default_rng([int(seed), int(purpose), int(index)])
+
+
+def render_ae_clip(rng, frames, switch_fraction, size=(C.HEIGHT, C.WIDTH)):
+    """uint8 [frames, H, W, 3]: a random scene, started 0..24 frames in, maybe with a switch,
+    maybe mirrored, sometimes a still image (what an anchor image looks like to the encoder)."""
+    offset = int(rng.integers(0, 25))
+    n = frames + offset
+    scene = Scene.sample(rng, aspect=size[0] / size[1])
+    switch = None
+    if rng.random() < switch_fraction:
+        switch = scene.sample_switch(rng, n)
+    fr, _ = render_clip(scene, n, size=size, switch=switch)
+    fr = fr[offset:]
+    if rng.random() < 0.5:
+        fr = fr[:, :, ::-1]
+    if rng.random() < 0.05:
+        fr = np.repeat(fr[:1], frames, axis=0)
+    return np.ascontiguousarray(fr)
+
+
+def ae_batch(seed, step, batch, frames, switch_fraction):
+    """float32 [batch, frames, 3, H, W] in [0, 1] for one autoencoder step."""
+    clips = [render_ae_clip(clip_rng(seed, AE_DATA, step * 1000 + j), frames, switch_fraction)
+             for j in range(batch)]
+    x = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    return x
+
+
+def make_dit_clip(seed, index, n_video, switch_fraction, phrasings, purpose=DIT_DATA):
+    """(frames uint8 [n_video, H, W, 3], records, captions {"before", "after", "switch_chunk"}).
+
+    A switch, when there is one, happens at the start of a chunk (1 .. n_chunks-1)."""
+    rng = clip_rng(seed, purpose, index)
+    scene = Scene.sample(rng)
+    switch = None
+    n_chunks = n_video // C.CHUNK_VIDEO
+    if rng.random() < switch_fraction and n_chunks > 1:
+        switch = scene.sample_switch(rng, n_video)
+        chunk = int(np.clip(round(switch.frame / C.CHUNK_VIDEO), 1, n_chunks - 1))
+        switch = dataclasses.replace(switch, frame=chunk * C.CHUNK_VIDEO)
+    frames, records = render_clip(scene, n_video, size=(C.HEIGHT, C.WIDTH), switch=switch)
+    caps = clip_captions(records, switch.frame if switch else -1, rng, phrasings)
+    return frames, records, {"before": caps["before"], "after": caps["after"],
+                             "switch_chunk": switch.frame // C.CHUNK_VIDEO if switch else -1}
+
+
+def tokenizer_sentences(seed, n):
+    """n captions of the grammar (with their alternative phrasings), deterministic."""
+    out = []
+    i = 0
+    while len(out) < n:
+        _, _, caps = make_dit_clip(seed, i, 4 * C.CHUNK_VIDEO, 0.5, 4, purpose=TOK_DATA)
+        out.extend(caps["before"])
+        out.extend(caps["after"] or [])
+        i += 1
+    return out[:n]
+
+
+# ---- the latent cache of the DiT stage --------------------------------------------------------
+
+def shard_path(cache_dir, k):
+    return os.path.join(cache_dir, "shard_%04d.pt" % k)
+
+
+@torch.no_grad()
+def encode_clips(vae, frames_u8, bf16=False):
+    """uint8 [N, T, H, W, 3] -> float16 latents [N, T/4, C, h, w]."""
+    x = torch.from_numpy(frames_u8).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        z = vae.encode(x)
+    return z.float().half()
+
+
+def build_shard(vae, cache_dir, k, st, seed):
+    """Renders, encodes and stores clips [k*shard, (k+1)*shard) unless already there."""
+    path = shard_path(cache_dir, k)
+    if os.path.exists(path):
+        return False
+    n_video = st.clip_latents * C.T_DOWN
+    lats, caps = [], []
+    first = k * st.shard_clips
+    for i in range(first, first + st.shard_clips):
+        fr, _, cp = make_dit_clip(seed, i, n_video, st.switch_fraction, st.phrasings)
+        caps.append(cp)
+        lats.append(encode_clips(vae, fr[None])[0])
+    obj = {"latents": torch.stack(lats), "captions": json.dumps(caps), "first": first}
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return True
+
+
+def load_cache(cache_dir, n_shards):
+    lats, caps = [], []
+    for k in range(n_shards):
+        d = torch.load(shard_path(cache_dir, k))
+        lats.append(d["latents"])
+        caps.extend(json.loads(d["captions"]))
+    return torch.cat(lats), caps

@@ -1,0 +1,176 @@
+"""Where training keeps its state, how it checkpoints, logs and stops.
+
+State lives outside the repository, in $FLIPBOOK_TRAIN_DIR, by default
+${XDG_CACHE_HOME:-~/.cache}/flipbook/train, one folder per stage:
+
+    <dir>/<stage>/ckpt.pt       the latest full state (model, optimizer moments, step, RNG
+                                states, the stage settings); written to a temporary file and
+                                renamed, so a kill never leaves a torn checkpoint
+    <dir>/<stage>/log.tsv       one line per logged step (step, loss, ..., steps/s)
+    <dir>/<stage>/done          written when the stage reached its last step
+    <dir>/dit/latents/          the latent cache of the DiT stage
+    <dir>/tokenizer/spm.model   the trained tokenizer
+
+A Budget tells the loops when to stop (--minutes, SIGINT/SIGTERM) and when the next periodic
+checkpoint is due; loops then save and return, never leaving work half-written.
+"""
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def default_dir():
+    d = os.environ.get("FLIPBOOK_TRAIN_DIR")
+    if d:
+        return os.path.abspath(d)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "flipbook", "train")
+
+
+def stage_dir(root, stage):
+    d = os.path.join(root, stage)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def atomic_torch_save(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write(path, data, mode="wb"):
+    tmp = path + ".tmp"
+    with open(tmp, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state():
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def set_rng_state(s):
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def load_ckpt(path):
+    if not os.path.exists(path):
+        return None
+    return torch.load(path, map_location="cpu")
+
+
+def check_settings(saved, current, stage):
+    """Refuses to resume a stage whose settings changed (that would mix two runs)."""
+    if saved is None or saved == current:
+        return
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    raise SystemExit("train: the %s checkpoint was made with other settings (%s); move its "
+                     "state folder away to start that stage again" % (stage, ", ".join(diff)))
+
+
+def step_seed(seed, stage_id, step):
+    """A 63-bit seed for one (stage, step): data and noise of a step never depend on how the
+    run was interrupted and resumed."""
+    s = np.random.SeedSequence([seed, stage_id, step]).generate_state(2, np.uint64)
+    return int(s[0]) & ((1 << 63) - 1)
+
+
+def cosine_lr(step, total, base, warmup, min_frac):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    import math
+    return base * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class Budget:
+    """Stop conditions shared by all stages of one run."""
+
+    def __init__(self, minutes=None, ckpt_minutes=5.0):
+        self.t0 = time.time()
+        self.deadline = None if minutes is None else self.t0 + 60.0 * minutes
+        self.ckpt_every = 60.0 * ckpt_minutes
+        self.last_ckpt = time.time()
+        self.signalled = None
+
+    def install_signals(self):
+        def handler(signum, frame):
+            if self.signalled is not None:      # second signal: leave now
+                raise KeyboardInterrupt
+            self.signalled = signum
+            print("train: signal %d, stopping after this step with a checkpoint" % signum,
+                  file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def should_stop(self):
+        return self.signalled is not None or (self.deadline is not None and time.time() >= self.deadline)
+
+    def ckpt_due(self):
+        return time.time() - self.last_ckpt >= self.ckpt_every
+
+    def saved(self):
+        self.last_ckpt = time.time()
+
+    def left_s(self):
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+class Logger:
+    """Progress lines on stderr and a tab-separated log file per stage."""
+
+    def __init__(self, sdir, stage, total, fields):
+        self.path = os.path.join(sdir, "log.tsv")
+        self.stage, self.total, self.fields = stage, total, list(fields)
+        if not os.path.exists(self.path):
+            with open(self.path, "w") as f:
+                f.write("\t".join(["step", "time"] + self.fields + ["steps_per_s"]) + "\n")
+        self.t_last = time.time()
+        self.s_last = None
+
+    def log(self, step, values):
+        now = time.time()
+        rate = 0.0
+        if self.s_last is not None and now > self.t_last:
+            rate = (step - self.s_last) / (now - self.t_last)
+        self.t_last, self.s_last = now, step
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        with open(self.path, "a") as f:
+            f.write("\t".join([str(step), "%.0f" % now] + ["%.6g" % values[k] for k in self.fields]
+                              + ["%.4f" % rate]) + "\n")
+        parts = " ".join("%s %.5g" % (k, values[k]) for k in self.fields)
+        print("train[%s] step %d/%d %s | %.3f steps/s, eta %s" % (self.stage, step, self.total, parts,
+              rate, _fmt_eta(eta)), file=sys.stderr, flush=True)
+
+    def restart_clock(self, step):
+        self.t_last, self.s_last = time.time(), step
+
+
+def _fmt_eta(s):
+    if s != s:
+        return "?"
+    h, m = divmod(int(s) // 60, 60)
+    return "%dh%02dm" % (h, m)
+
+
+def write_json(path, obj):
+    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)

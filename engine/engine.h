@@ -219,21 +219,26 @@ typedef enum fb_transition {
 /* Changes the prompt from the next chunk on. The prompt is tokenized now (errors are
  * returned here and leave the stream unchanged); the encoder runs with the next chunk. A
  * second call before that chunk replaces the first. blend_chunks is used by
- * FB_TRANSITION_BLEND (1..1000): chunk j = 1..N after the switch is conditioned on
- * old + (j/N) (new - old) of the encoder outputs. */
+ * FB_TRANSITION_BLEND (1..1000): chunk j = 1..N-1 after the switch is conditioned on
+ * old + (j/N) (new - old) of the encoder outputs, chunk N and later on new. */
 fb_status fb_stream_set_prompt(fb_stream *s, const char *prompt, fb_transition transition,
                                int blend_chunks);
 
 /* New noise seed from the next chunk on (the chunk counter continues). */
 fb_status fb_stream_set_seed(fb_stream *s, uint64_t seed);
 
-/* Makes the latest chunk the anchor: its cached frames replace the anchor slots. FB_E_STATE
- * before the first chunk or for a model without anchor slots. */
+/* Makes the newest frames the anchor: the newest anchor_frames cached frames are copied into
+ * the anchor slots (the window keeps them until they roll out) and generated frames no longer
+ * fill anchor slots until a reset. FB_E_STATE before the first chunk, while the window is
+ * still empty (the anchors are the newest frames already), or for a model without anchors. */
 fb_status fb_stream_pin_anchor(fb_stream *s);
 
 /* Encodes an RGB24 image (exactly width x height of the model's frames, rows `stride` bytes
- * apart) with the TAEHV encoder and writes it into the anchor slots with a context pass under
- * the current prompt. Takes effect for the next chunk. */
+ * apart) with the TAEHV encoder (as a still clip: one anchor latent per group of frames the
+ * encoder folds into a latent) and writes the latents' K/V into the anchor slots with a context
+ * pass under the prompt in effect. The window is emptied, the anchors are locked, and the
+ * chunk and frame counters do not move. Takes effect for the next chunk. FB_E_INVALID for a
+ * wrong size or stride; FB_E_STATE when the model has no anchor slots or no encoder. */
 fb_status fb_stream_set_anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
                                      size_t stride);
 

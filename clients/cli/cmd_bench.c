@@ -21,8 +21,6 @@
 #include "clients/cli/cli.h"
 #include "engine/engine.h"
 
-int fb_cmd_bench(int argc, char **argv);
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -69,7 +67,7 @@ static double sgemm_peak(int n, int reps, int threads)
 
 static int run_bench(const fb_cli_command *self, int argc, char **argv);
 
-const fb_cli_command fb_cli_cmd_bench = {
+const fb_cli_command fb_cmd_bench = {
     .name = "bench",
     .summary = "Measure engine speed: ms per chunk by part, frames/s, GFLOP/s, memory.",
     .usage = "bench --model PATH|default [--chunks N] [--threads N] [--json]",
@@ -80,11 +78,6 @@ const fb_cli_command fb_cli_cmd_bench = {
         "--json prints one JSON object instead of the table.",
     .run = run_bench,
 };
-
-int fb_cmd_bench(int argc, char **argv)
-{
-    return run_bench(&fb_cli_cmd_bench, argc, argv);
-}
 
 static int run_bench(const fb_cli_command *self, int argc, char **argv)
 {

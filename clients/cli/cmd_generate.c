@@ -23,8 +23,6 @@
 #include "stream/packet.h"
 #include "stream/vp9enc.h"
 
-int fb_cmd_generate(int argc, char **argv);
-
 typedef enum { OUT_WEBM, OUT_RGB, OUT_PNG } out_kind;
 
 /* ---- PNG (uncompressed deflate: no zlib dependency, and the bytes are deterministic) ------ */
@@ -153,7 +151,7 @@ static int ends_with(const char *s, const char *suffix)
 
 static int run_generate(const fb_cli_command *self, int argc, char **argv);
 
-const fb_cli_command fb_cli_cmd_generate = {
+const fb_cli_command fb_cmd_generate = {
     .name = "generate",
     .summary = "Generate video from a prompt with the engine in this process (no daemon).",
     .usage = "generate --model PATH|default --prompt TEXT [--seed S] --frames N -o OUT\n"
@@ -165,11 +163,6 @@ const fb_cli_command fb_cli_cmd_generate = {
         "and seed always give the same frames. Progress goes to stderr.",
     .run = run_generate,
 };
-
-int fb_cmd_generate(int argc, char **argv)
-{
-    return run_generate(&fb_cli_cmd_generate, argc, argv);
-}
 
 static int run_generate(const fb_cli_command *self, int argc, char **argv)
 {
@@ -247,6 +240,10 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
         n_unknown > 0)
         fprintf(stderr, "flipbook generate: warning: the model does not know %d word(s): %s\n",
                 n_unknown, words);
+    int n_tok = 0, n_cut = 0;
+    if (fb_model_prompt_tokens(model, prompt, &n_tok, &n_cut) == FB_OK && n_cut > 0)
+        fprintf(stderr, "flipbook generate: warning: the prompt is %d tokens too long for this "
+                "model (it reads %d); the end is ignored\n", n_cut, n_tok);
     st = fb_stream_open(model, prompt, (uint64_t)seed, &stream, err, sizeof err);
     if (st != FB_OK) {
         fprintf(stderr, "flipbook generate: %s\n", err);

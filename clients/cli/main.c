@@ -11,11 +11,15 @@
 extern const fb_cli_command fb_cmd_record;
 extern const fb_cli_command fb_cmd_prompt;
 extern const fb_cli_command fb_cmd_watch;
+extern const fb_cli_command fb_cmd_generate;
+extern const fb_cli_command fb_cmd_bench;
 
 static const fb_cli_command *const commands[] = {
     &fb_cmd_record,
     &fb_cmd_prompt,
     &fb_cmd_watch,
+    &fb_cmd_generate,
+    &fb_cmd_bench,
     NULL,
 };
 

@@ -534,11 +534,22 @@ static void case_controls(void)
     CHECK(fb_stream_pin_anchor(s) == FB_OK);
     fb_kvcache_info ki;
     fb_kvcache_info_get(s->kv, &ki);
-    /* The reference copies the pinned frames into the anchors and keeps them in the window;
-     * kvcache/ moves them (no frame held twice). Chunks 3-4 depend on which. */
-    int copy_pin = ki.window_filled == 3;
+    /* pinned frames 4, 5 are copied into the anchors; the window keeps them too */
+    CHECK(ki.window_filled == 3 && ki.anchors_locked);
+    check_kv(g, s, "inter.pinned.kv", 1);
     CHECK(fb_stream_set_seed(s, md_u64(g, "seed_after_chunk2")) == FB_OK);
     run_chunks(s, 3, 5, lat, NULL, &frames);
+    for (int c = 3; c < 5; c++) {
+        int n_pf;
+        char name[64], what[64];
+        snprintf(name, sizeof name, "inter.c%d.past_frames", c);
+        int64_t *pf = g_ints(g, name, &n_pf);
+        if (pf) {
+            snprintf(what, sizeof what, "controls chunk %d past frames", c);
+            compare_ints(what, pf, n_pf, rec.past_frame[c], rec.n_past[c]);
+            free(pf);
+        }
+    }
     CHECK(fb_stream_reset(s) == FB_OK);
     CHECK(fb_stream_chunk_index(s) == 0);
     /* after the reset the chunk index restarts: store it as the 6th chunk */
@@ -557,12 +568,8 @@ static void case_controls(void)
                   1e-4);
         g_compare("controls chunk after the reset (seed 77)", lat + 5 * 512, want + 5 * 512,
                   512, TOL_CHAIN, 1e-4);
-        if (copy_pin)
-            g_compare("controls chunks 3-4 (pinned anchors, seed 77)", lat + 3 * 512,
-                      want + 3 * 512, 2 * 512, TOL_CHAIN, 1e-4);
-        else
-            printf("controls: kvcache pins by moving the frames out of the window; the "
-                   "reference copies them, so chunks 3-4 were not compared\n");
+        g_compare("controls chunks 3-4 (pinned anchors, seed 77)", lat + 3 * 512,
+                  want + 3 * 512, 2 * 512, TOL_CHAIN, 1e-4);
         free(want);
     }
     fb_stream_free(s);

@@ -144,8 +144,15 @@ int main(int argc, char **argv)
     CHECK(ci.chunk == chunks - 1);
     CHECK(ci.first_latent == (chunks - 1) * F);
     CHECK_MSG(allocs == 0, "%ld heap allocations during %ld chunks", allocs, chunks - 4);
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer keeps freed blocks in quarantine; OpenBLAS's small-matrix SGEMM kernels
+     * (a shared library, outside the count above) malloc and free a buffer per call, so the
+     * resident set grows under ASan only. */
+    printf("AddressSanitizer build: resident-set check skipped\n");
+#else
     CHECK_MSG(rss1 - rss0 <= 256, "resident set grew by %ld KiB (%ld -> %ld)", rss1 - rss0, rss0,
               rss1);
+#endif
     int bound = info.anchor_frames + info.window_frames + F;
     CHECK_MSG(ps.max_pos < bound, "a position reached %d (bound %d)", ps.max_pos, bound);
     CHECK_MSG(ps.max_past <= info.anchor_frames + info.window_frames, "attended %d past frames",

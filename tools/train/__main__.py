@@ -103,7 +103,8 @@ def main(argv=None):
                 continue
             t0 = time.time()
             print("train: stage %s" % name, flush=True)
-            done = mod.run(root, tc, budget)
+            done = mod.run(root, tc, budget, threads=args.threads) if name != "tokenizer" \
+                else mod.run(root, tc, budget)
             print("train: stage %s %s after %.1f min" % (name, "finished" if done else "paused",
                                                          (time.time() - t0) / 60), flush=True)
             if not done:

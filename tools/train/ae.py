@@ -11,6 +11,7 @@ makes the decoder tolerant of the DiT's small errors.
 """
 import math
 import os
+import time
 
 import torch
 
@@ -86,7 +87,7 @@ def is_done(root):
     return os.path.exists(os.path.join(root, "ae", "done"))
 
 
-def run(root, tc, budget, log_every=25, val_every=500):
+def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     """Trains until the last step or until the budget says stop. Returns True when done."""
     st = tc.ae
     sdir = state.stage_dir(root, "ae")
@@ -108,7 +109,7 @@ def run(root, tc, budget, log_every=25, val_every=500):
         open(os.path.join(sdir, "done"), "w").close()
         return True
     vae.train()
-    logger = state.Logger(sdir, "ae", st.steps, ["loss", "mse", "psnr", "edge", "lat_std", "lr", "val_psnr"])
+    logger = state.Logger(sdir, "ae", st.steps, ["loss", "mse", "psnr", "edge", "lat_std", "lr", "val_psnr", "threads"])
     acc, n_acc, val = {}, 0, float("nan")
 
     def save():
@@ -116,7 +117,9 @@ def run(root, tc, budget, log_every=25, val_every=500):
                                  "settings": cur, "rng": state.rng_state()}, ck_path)
         budget.saved()
 
+    tuner = state.ThreadTuner(threads)
     while step < st.steps:
+        t_step = time.time()
         if budget.should_stop():
             save()
             print("train[ae]: stopped at step %d (checkpoint saved)" % step, flush=True)
@@ -132,6 +135,7 @@ def run(root, tc, budget, log_every=25, val_every=500):
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
+        tuner.step_done(time.time() - t_step)
         parts["loss"] = loss.item()
         for k, v in parts.items():
             acc[k] = acc.get(k, 0.0) + v
@@ -141,7 +145,7 @@ def run(root, tc, budget, log_every=25, val_every=500):
         if step % log_every == 0 or step == st.steps:
             m = {k: v / n_acc for k, v in acc.items()}
             m["psnr"] = 10 * math.log10(1.0 / max(m["mse"], 1e-12))
-            m["lr"], m["val_psnr"] = lr, val
+            m["lr"], m["val_psnr"], m["threads"] = lr, val, tuner.n
             logger.log(step, m)
             acc, n_acc = {}, 0
         if budget.ckpt_due() or step == st.steps:

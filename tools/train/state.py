@@ -174,3 +174,41 @@ def write_json(path, obj):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+class ThreadTuner:
+    """Chooses between 1 and max_threads torch threads from measured step times.
+
+    At nice 19 a thread that shares its core with a normal-priority process gets about 1.5% of
+    that core, and every parallel region of a 2-thread step then waits for it: a step can take
+    ten times longer than with one thread on the free core. So the loop runs `period` steps
+    with the current choice, then `probe` steps with the other one, and keeps the faster."""
+
+    def __init__(self, max_threads, period=150, probe=8):
+        self.choices = sorted({1, max(1, max_threads)})
+        self.n = self.choices[-1]
+        self.period, self.probe = period, probe
+        self.count, self.times, self.base = 0, [], None
+        self.probing = False
+        torch.set_num_threads(self.n)
+
+    def _other(self):
+        return self.choices[0] if self.n == self.choices[-1] else self.choices[-1]
+
+    def step_done(self, dt):
+        if len(self.choices) == 1:
+            return
+        self.count += 1
+        if self.count > 1:                     # the first step after a switch warms up
+            self.times.append(dt)
+        if not self.probing and self.count >= self.period:
+            self.base = float(np.median(self.times[-self.probe:]))
+            self.n = self._other()
+            self.probing, self.count, self.times = True, 0, []
+            torch.set_num_threads(self.n)
+        elif self.probing and self.count >= self.probe + 1:
+            probe = float(np.median(self.times))
+            if probe >= self.base:             # the probe lost: go back
+                self.n = self._other()
+                torch.set_num_threads(self.n)
+            self.probing, self.count, self.times = False, 0, []

@@ -1,0 +1,386 @@
+"""Stage "dit": the umT5 text encoder and the causal DiT, trained jointly from scratch with flow
+matching on latent clips of the frozen autoencoder.
+
+Data: dataset_clips world clips of clip_latents latent frames (4 video frames each), rendered
+and encoded once into a latent cache (<dir>/dit/latents/, shards, resumable). Half of them
+switch scene and caption at a chunk boundary.
+
+Objective (flipbook_ref.training, extended with a caption per chunk): a clip of F = n C latent
+frames gets one noise level per chunk (diffusion forcing); with teacher forcing the model runs
+over [clean clip at t=0 | noisy clip] and every noisy chunk attends to the CLEAN anchors and
+window of the clip and to itself, at the slot-order positions the engine's KV cache gives it,
+so the training computation is exactly the endless stream's (the reference's selftest checks
+that training forward == cached inference). Loss: mean (v_pred - (eps - x0))^2.
+
+Noise levels: with probability exact_step_prob a chunk takes one of the sampler's own steps
+(t_k, sigma_k), else any level of the 1000-entry table, so 4-step sampling works without
+distillation. The engine does one conditional pass, so there is no caption dropout.
+
+Each chunk is conditioned on its own caption: the reference's forward_train takes one context
+per clip, so this stage swaps the class of every cross-attention module for FrameCrossAttention,
+which accepts per-frame keys/values [B, F, Lc, H, D] (same parameters, same names, same maths
+when all frames share a caption; tests/train checks that).
+"""
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from flipbook_ref import ops
+from flipbook_ref.dit import CrossAttention, GroupAttender, WanDiT, _as_frame_t
+from flipbook_ref.kvcache import ClipPlan
+from flipbook_ref.sampler import FlowMatchSchedule
+from flipbook_ref.t5 import T5Encoder
+
+from . import ae as ae_stage
+from . import config as C
+from . import data, state
+from . import tokenizer as tok_stage
+
+STAGE_ID = 3
+
+
+# ---- model pieces ---------------------------------------------------------------------------
+
+class FrameCrossAttention(CrossAttention):
+    """Cross-attention whose keys/values may differ per latent frame: kv [B, F, Lc, H, D] with
+    queries x [B, F*S, dim] (frame-major), or the reference's per-clip kv [B, Lc, H, D]."""
+
+    def forward(self, x, kv, cap=None):
+        k, v = kv
+        if k.dim() == 4:
+            return super().forward(x, kv, cap)
+        B, Fr, Lc, H, D = k.shape
+        q = self.split(self.norm_q(self.q(x)))                        # [B, F*S, H, D]
+        q = q.reshape(B * Fr, q.shape[1] // Fr, H, D)
+        out = ops.attention(q, k.reshape(B * Fr, Lc, H, D), v.reshape(B * Fr, Lc, H, D))
+        return self.o(out.reshape(B, -1, H * D))
+
+
+def per_frame_cross(dit, context, frame_caption):
+    """context [B, P, Lc, text_dim] (P captions per clip, raw encoder output), frame_caption
+    [B, F] long (which caption each frame of the attended sequence uses) -> per-layer (k, v)
+    of shape [B, F, text_len, H, D]."""
+    B, P = context.shape[:2]
+    emb = dit.embed_text(context.flatten(0, 1))                      # [B*P, L, dim]
+    b = torch.arange(B)[:, None]
+    out = []
+    for blk in dit.blocks:
+        k, v = blk.cross_attn.kv(emb)                                # [B*P, L, H, D]
+        k = k.unflatten(0, (B, P))[b, frame_caption]
+        v = v.unflatten(0, (B, P))[b, frame_caption]
+        out.append((k, v))
+    return out
+
+
+def init_t5(t5):
+    """T5's initialisation (Mesh TensorFlow): unit-variance embeddings, attention and FFN
+    weights scaled by fan-in (the attention has no 1/sqrt(d) so the query carries it)."""
+    cfg = t5.cfg
+    d, dkv = cfg.dim, cfg.dim_attn // cfg.num_heads
+    with torch.no_grad():
+        t5.token_embedding.weight.normal_(0, 1.0)
+        for blk in t5.blocks:
+            a = blk.attn
+            a.q.weight.normal_(0, (d * dkv) ** -0.5)
+            a.k.weight.normal_(0, d ** -0.5)
+            a.v.weight.normal_(0, d ** -0.5)
+            a.o.weight.normal_(0, cfg.dim_attn ** -0.5)
+            blk.ffn.gate[0].weight.normal_(0, d ** -0.5)
+            blk.ffn.fc1.weight.normal_(0, d ** -0.5)
+            blk.ffn.fc2.weight.normal_(0, cfg.dim_ffn ** -0.5)
+            if blk.pos_embedding is not None:
+                blk.pos_embedding.embedding.weight.normal_(0, d ** -0.5)
+    return t5
+
+
+def build_models(cfg, seed):
+    torch.manual_seed(seed)
+    t5 = init_t5(T5Encoder(cfg.text_encoder))
+    dit = WanDiT(cfg.dit).init_weights()
+    for blk in dit.blocks:
+        blk.cross_attn.__class__ = FrameCrossAttention
+    dit.rope_dtype = torch.float32       # float64 RoPE only matters for the golden tests
+    return t5, dit
+
+
+def encode_text(t5, ids, mask):
+    """ids/mask [N, Lt] -> raw context [N, Lt, dim] with zero rows past each caption, equal to
+    T5Encoder.encode() on the real tokens (padded keys are masked out)."""
+    h = t5(ids, mask)
+    return h * mask[..., None].to(h.dtype)
+
+
+def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0):
+    """The reference's teacher-forced forward_train with a caption per chunk. x [B, C, F, H, W]
+    noisy, clean passed separately through `x` = (noisy, clean); t [B, F]."""
+    noisy, clean = x
+    B, _, Fr, H, W = noisy.shape
+    gh, gw = dit.grid(H, W)
+    t = _as_frame_t(t, B, Fr, noisy)
+    tc = _as_frame_t(t_clean, B, Fr, noisy)
+    seq = torch.cat([clean, noisy], dim=2)
+    tt = torch.cat([tc, t], dim=1)
+    fc = torch.cat([frame_caption, frame_caption], dim=1)            # clean frames: same caption
+    cross = per_frame_cross(dit, context, fc)
+    attend = GroupAttender(dit, gh, gw, plan, teacher=True)
+    out = dit._run(seq, tt, cross, attend)
+    return out[:, :, -Fr:]
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+class Batches:
+    """Random batches of the latent cache; batch k is a pure function of (seed, k)."""
+
+    def __init__(self, latents, captions, tok, text_len, st, seed):
+        self.lat = latents                      # [N, F, C, h, w] float16
+        self.st, self.seed, self.text_len = st, seed, text_len
+        self.ids = []                           # per clip: (before id lists, after id lists)
+        for c in captions:
+            before = [tok.encode(s, text_len) for s in c["before"]]
+            after = [tok.encode(s, text_len) for s in c["after"]] if c["after"] else before
+            self.ids.append((before, after, c["switch_chunk"]))
+
+    def _pad(self, lists):
+        L = self.text_len
+        ids = torch.zeros(len(lists), L, dtype=torch.long)
+        mask = torch.zeros(len(lists), L, dtype=torch.long)
+        for i, s in enumerate(lists):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        return ids, mask
+
+    def get(self, rng, batch, clips=None):
+        """(clean [B, C, F, h, w], ids [B*2, L], mask, frame_caption [B, F])."""
+        N = self.lat.shape[0]
+        idx = rng.integers(0, N, batch) if clips is None else np.asarray(clips)
+        F_ = self.lat.shape[1]
+        lists, fcap = [], torch.zeros(len(idx), F_, dtype=torch.long)
+        for j, i in enumerate(idx):
+            before, after, sw = self.ids[int(i)]
+            lists.append(before[int(rng.integers(len(before)))])
+            lists.append(after[int(rng.integers(len(after)))])
+            if sw >= 0:
+                fcap[j, sw * C.CHUNK_LATENTS:] = 1
+        ids, mask = self._pad(lists)
+        clean = self.lat[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4).contiguous()
+        return clean, ids, mask, fcap
+
+
+def chunk_noise_levels(sched, rng_t, B, n, p_exact):
+    """Per-chunk (t, sigma) [B, n]: the sampler's steps with probability p_exact, else any
+    entry of the table."""
+    exact = torch.rand(B, n, generator=rng_t) < p_exact
+    ke = torch.randint(0, sched.steps.shape[0], (B, n), generator=rng_t)
+    kt = torch.randint(0, sched.timesteps.shape[0], (B, n), generator=rng_t)
+    t = torch.where(exact, sched.steps[ke], sched.timesteps[kt])
+    s = torch.where(exact, sched.step_sigmas[ke], sched.sigmas[kt])
+    return t, s
+
+
+def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16):
+    clean, ids, mask, fcap = batch
+    B = clean.shape[0]
+    Cf = cfg.stream.chunk_frames
+    t = t_chunk.repeat_interleave(Cf, dim=1)
+    s = s_chunk.repeat_interleave(Cf, dim=1)[:, None, :, None, None]
+    x_t = (1 - s) * clean + s * eps
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        ctx = encode_text(t5, ids, mask).unflatten(0, (B, 2))
+        pred = forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t)
+    return (pred.float() - (eps - clean)).pow(2).mean()
+
+
+# ---- the latent cache -----------------------------------------------------------------------
+
+def cache_dir(root):
+    d = os.path.join(root, "dit", "latents")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def build_cache(root, tc, vae, budget):
+    """Renders and encodes the dataset shard by shard; returns True when complete."""
+    st = tc.dit
+    d = cache_dir(root)
+    n_shards = -(-st.dataset_clips // st.shard_clips)
+    meta = os.path.join(d, "meta.json")
+    want = {"seed": tc.seed, "clips": st.dataset_clips, "shard_clips": st.shard_clips,
+            "clip_latents": st.clip_latents, "switch_fraction": st.switch_fraction,
+            "phrasings": st.phrasings, "ae_step": None}
+    _, want["ae_step"] = ae_stage.load_trained(root)
+    if os.path.exists(meta):
+        state.check_settings(state.read_json(meta), want, "latent cache")
+    else:
+        state.write_json(meta, want)
+    for k in range(n_shards):
+        if budget.should_stop():
+            return False
+        t0 = time.time()
+        if data.build_shard(vae, d, k, st, tc.seed):
+            print("train[dit]: latent cache shard %d/%d (%d clips) in %.0f s"
+                  % (k + 1, n_shards, st.shard_clips, time.time() - t0), flush=True)
+    vpath = os.path.join(d, "val.pt")
+    if not os.path.exists(vpath):
+        n_video = st.clip_latents * C.T_DOWN
+        lats, caps = [], []
+        for i in range(8):
+            fr, _, cp = data.make_dit_clip(tc.seed, i, n_video, 0.5, 1, purpose=data.EVAL_DATA)
+            lats.append(data.encode_clips(vae, fr[None], bf16=True)[0])
+            caps.append(cp)
+        state.atomic_torch_save({"latents": torch.stack(lats), "captions": json.dumps(caps)}, vpath)
+    return True
+
+
+# ---- the stage ------------------------------------------------------------------------------
+
+def settings(tc, cfg):
+    s = tc.stage_dict("dit")
+    s["model"] = cfg.to_dict()
+    return s
+
+
+def is_done(root):
+    return os.path.exists(os.path.join(root, "dit", "done"))
+
+
+def model_cfg(root):
+    tok, meta = tok_stage.load(root)
+    return tok, C.model_config(meta["vocab_size"], meta["text_len"])
+
+
+def load_trained(root, ema=True):
+    """(t5, dit, cfg, step) of the latest checkpoint (EMA weights by default) or None."""
+    ck = state.load_ckpt(os.path.join(root, "dit", "ckpt.pt"))
+    if ck is None:
+        return None
+    _, cfg = model_cfg(root)
+    t5, dit = build_models(cfg, 0)
+    key = "ema" if ema else "model"
+    t5.load_state_dict(ck[key]["t5"])
+    dit.load_state_dict(ck[key]["dit"])
+    return t5.eval(), dit.eval(), cfg, ck["step"]
+
+
+def run(root, tc, budget, log_every=25, val_every=500, threads=2):
+    st = tc.dit
+    if not ae_stage.is_done(root):
+        raise SystemExit("train: the dit stage needs the finished ae stage (tools/train.sh --stage ae)")
+    tok, cfg = model_cfg(root)
+    sdir = state.stage_dir(root, "dit")
+    ck_path = os.path.join(sdir, "ckpt.pt")
+    cur = settings(tc, cfg)
+    ck = state.load_ckpt(ck_path)
+    if ck is not None:
+        state.check_settings(ck["settings"], cur, "dit")
+    vae, _ = ae_stage.load_trained(root)
+    if not build_cache(root, tc, vae, budget):
+        print("train[dit]: stopped while building the latent cache", flush=True)
+        return False
+    del vae
+    n_shards = -(-st.dataset_clips // st.shard_clips)
+    lat, caps = data.load_cache(cache_dir(root), n_shards)
+    lat = lat[:st.dataset_clips]
+    batches = Batches(lat, caps[:st.dataset_clips], tok, cfg.dit.text_len, st, tc.seed)
+    v = torch.load(os.path.join(cache_dir(root), "val.pt"))
+    val = Batches(v["latents"], json.loads(v["captions"]), tok, cfg.dit.text_len, st, tc.seed)
+
+    t5, dit = build_models(cfg, tc.seed)
+    params = list(t5.parameters()) + list(dit.parameters())
+    opt = torch.optim.AdamW(params, lr=st.lr, weight_decay=st.weight_decay, betas=(0.9, 0.99))
+    ema_t5, ema_dit = build_models(cfg, tc.seed)
+    ema_t5.load_state_dict(t5.state_dict())
+    ema_dit.load_state_dict(dit.state_dict())
+    ema_params = list(ema_t5.parameters()) + list(ema_dit.parameters())
+    step = 0
+    if ck is not None:
+        t5.load_state_dict(ck["model"]["t5"])
+        dit.load_state_dict(ck["model"]["dit"])
+        ema_t5.load_state_dict(ck["ema"]["t5"])
+        ema_dit.load_state_dict(ck["ema"]["dit"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        state.set_rng_state(ck["rng"])
+        print("train[dit]: resuming at step %d of %d" % (step, st.steps), flush=True)
+    if step >= st.steps:
+        open(os.path.join(sdir, "done"), "w").close()
+        return True
+    sched = FlowMatchSchedule(cfg.sampler)
+    plan = ClipPlan(st.clip_latents, cfg.stream.chunk_frames, cfg.stream.anchor_frames,
+                    cfg.stream.window_frames, cfg.stream.positions)
+    n_chunks = st.clip_latents // cfg.stream.chunk_frames
+    t5.train()
+    dit.train()
+    logger = state.Logger(sdir, "dit", st.steps, ["loss", "grad_norm", "lr", "val_loss", "threads"])
+    acc, n_acc, vloss = {}, 0, float("nan")
+
+    def save():
+        state.atomic_torch_save({
+            "model": {"t5": t5.state_dict(), "dit": dit.state_dict()},
+            "ema": {"t5": ema_t5.state_dict(), "dit": ema_dit.state_dict()},
+            "opt": opt.state_dict(), "step": step, "settings": cur, "rng": state.rng_state()}, ck_path)
+        budget.saved()
+
+    tuner = state.ThreadTuner(threads)
+    while step < st.steps:
+        t_step = time.time()
+        if budget.should_stop():
+            save()
+            print("train[dit]: stopped at step %d (checkpoint saved)" % step, flush=True)
+            return False
+        lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        seed = state.step_seed(tc.seed, STAGE_ID, step)
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(seed)
+        batch = batches.get(rng, st.batch)
+        t_c, s_c = chunk_noise_levels(sched, gen, st.batch, n_chunks, st.exact_step_prob)
+        eps = torch.randn(batch[0].shape, generator=gen)
+        loss = loss_of(t5, dit, cfg, plan, batch, t_c, s_c, eps, st.bf16)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, st.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            d = min(st.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema_params, params):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        step += 1
+        tuner.step_done(time.time() - t_step)
+        for k, x in (("loss", loss.item()), ("grad_norm", float(gn))):
+            acc[k] = acc.get(k, 0.0) + x
+        n_acc += 1
+        if step % val_every == 0 or step == st.steps:
+            vloss = validate(ema_t5, ema_dit, cfg, plan, sched, val, tc.seed, n_chunks, st.bf16)
+        if step % log_every == 0 or step == st.steps:
+            m = {k: x / n_acc for k, x in acc.items()}
+            m["lr"], m["val_loss"], m["threads"] = lr, vloss, tuner.n
+            logger.log(step, m)
+            acc, n_acc = {}, 0
+        if budget.ckpt_due() or step == st.steps:
+            save()
+    open(os.path.join(sdir, "done"), "w").close()
+    return True
+
+
+@torch.no_grad()
+def validate(t5, dit, cfg, plan, sched, val, seed, n_chunks, bf16):
+    """Mean loss of held-out clips at each of the sampler's steps (fixed noise)."""
+    t5.eval()
+    dit.eval()
+    rng = np.random.default_rng([seed, 99])
+    gen = torch.Generator().manual_seed(seed + 99)
+    batch = val.get(rng, 0, clips=range(val.lat.shape[0]))
+    B = batch[0].shape[0]
+    eps = torch.randn(batch[0].shape, generator=gen)
+    total = 0.0
+    for k in range(sched.steps.shape[0]):
+        t = sched.steps[k].expand(B, n_chunks)
+        s = sched.step_sigmas[k].expand(B, n_chunks)
+        total += loss_of(t5, dit, cfg, plan, batch, t, s, eps, bf16).item()
+    return total / sched.steps.shape[0]

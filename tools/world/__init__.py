@@ -15,7 +15,8 @@ to attributes), dataset (npz shards), png. numpy and the standard library only.
 from . import vocab
 from .caption import (caption, clip_captions, describe, matches, parse_caption, phrasings)
 from .scene import ObjectSpec, Scene, Switch, render_clip
+from .parser import parse_frame
 from .png import write_png
 
 __all__ = ["vocab", "caption", "clip_captions", "describe", "matches", "parse_caption",
-           "phrasings", "ObjectSpec", "Scene", "Switch", "render_clip", "write_png"]
+           "phrasings", "ObjectSpec", "Scene", "Switch", "render_clip", "parse_frame", "write_png"]

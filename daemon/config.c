@@ -8,13 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum opt_type { OPT_STRING, OPT_INT, OPT_CHOICE, OPT_ACTION } opt_type;
+typedef enum opt_type { OPT_STRING, OPT_INT, OPT_SIZE, OPT_CHOICE, OPT_ACTION } opt_type;
 
 static const char *const source_names[] = {"testpattern", "engine", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const overcommit_names[] = {"refuse", "slow", NULL};
 
 #define STR(field) offsetof(fbd_config, field), sizeof(((fbd_config *)0)->field)
 #define INT(field) offsetof(fbd_config, field), sizeof(int)
+#define SIZE(field) offsetof(fbd_config, field), sizeof(size_t)
 
 typedef struct option_row {
     const char *name;
@@ -44,6 +46,18 @@ static const option_row options[] = {
      "read options from FILE ('name = value' lines); flags override it"},
     {"max-sessions", OPT_INT, INT(max_sessions), 1, 1024, NULL, "4", 1, "N",
      "sessions that may run at once"},
+    {"overcommit", OPT_CHOICE, INT(overcommit), 0, 0, overcommit_names, "refuse", 1, "MODE",
+     "engine: past the sessions that fit at full frame rate, refuse new ones, or admit them "
+     "and slow every session down evenly: refuse | slow"},
+    {"kv-budget", OPT_SIZE, SIZE(kv_budget), 0, 0, NULL, "0", 1, "BYTES",
+     "engine: KV cache pool shared by all sessions (suffix k, M, G); 0 = room for "
+     "--max-sessions sessions"},
+    {"engine-threads", OPT_INT, INT(engine_threads), 0, 256, NULL, "0", 1, "N",
+     "engine: CPU threads per engine call; 0 = one per core"},
+    {"engine-workers", OPT_INT, INT(engine_workers), 1, 64, NULL, "1", 1, "N",
+     "engine: scheduler threads running chunks"},
+    {"batch", OPT_INT, INT(batch), 1, 64, NULL, "4", 1, "N",
+     "engine: most sessions whose chunks run in one batched call"},
     {"owner-grace", OPT_INT, INT(owner_grace), 0, 86400, NULL, "30", 1, "SECONDS",
      "end a session when no owner connection has been open this long"},
     {"log-level", OPT_CHOICE, INT(log_level), 0, 0, level_names, "info", 1, "LEVEL",
@@ -110,6 +124,25 @@ static int set_value(fbd_config *c, const option_row *o, const char *value, cons
         if (v < o->min || v > o->max)
             return errorf(err, n, "%s: %ld is out of range (%ld..%ld)", where, v, o->min, o->max);
         *(int *)field = (int)v;
+        break;
+    }
+    case OPT_SIZE: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (!*value || *value == '-' || end == value || errno)
+            return errorf(err, n, "%s: '%s' is not a size (bytes, or a number with k, M or G)",
+                          where, value);
+        unsigned long long mult = 1;
+        if (*end == 'k' || *end == 'K') mult = 1ull << 10, end++;
+        else if (*end == 'M' || *end == 'm') mult = 1ull << 20, end++;
+        else if (*end == 'G' || *end == 'g') mult = 1ull << 30, end++;
+        if (*end == 'B' || *end == 'b') end++;
+        if (*end)
+            return errorf(err, n, "%s: '%s' is not a size (bytes, or a number with k, M or G)",
+                          where, value);
+        if (v > (1ull << 50) / mult) return errorf(err, n, "%s: '%s' is too large", where, value);
+        *(size_t *)field = (size_t)(v * mult);
         break;
     }
     case OPT_CHOICE: {
@@ -305,6 +338,7 @@ void fbd_config_dump(const fbd_config *c, FILE *out) {
         switch (o->type) {
         case OPT_STRING: fprintf(out, "%s = %s\n", o->name, field); break;
         case OPT_INT: fprintf(out, "%s = %d\n", o->name, *(const int *)field); break;
+        case OPT_SIZE: fprintf(out, "%s = %zu\n", o->name, *(const size_t *)field); break;
         case OPT_CHOICE: fprintf(out, "%s = %s\n", o->name, o->choices[*(const int *)field]); break;
         case OPT_ACTION: break;
         }

@@ -27,9 +27,15 @@ typedef struct fbd_config {
     char record_dir[FBD_PATH_MAX];
     char config_file[FBD_PATH_MAX];
     int max_sessions;
+    int overcommit;                /* fbd_overcommit (daemon/scheduler.h) */
+    size_t kv_budget;              /* bytes; 0 = room for max_sessions engine streams */
+    int engine_threads;            /* 0 = one per core */
+    int engine_workers;
+    int batch;
     int owner_grace;               /* seconds */
     int log_level;                 /* fb_log_level */
-    int width, height, fps;        /* test-pattern defaults; `start` may override */
+    int width, height, fps;        /* test-pattern defaults; `start` may override (the engine
+                                    * source always uses the model's size and rate) */
     int bitrate_kbps;              /* 0 = the encoder's default for the size */
     int keyframe_interval;         /* frames; 0 = two seconds' worth */
     int cpu_used;

@@ -1,6 +1,8 @@
 /* daemon/hub.c - connections <-> sessions on the service thread (see hub.h). */
 #include "daemon/hub.h"
 
+#include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include <time.h>
 
 #include "daemon/log.h"
+#include "daemon/messages.h"
 #include "daemon/metrics.h"
 #include "daemon/session.h"
 #include "stream/protocol.h"
@@ -26,6 +29,11 @@ typedef struct hub_client {
     struct hub_client *prev, *next;     /* all clients */
     uint64_t last_frames_sent;
     double reported_dropped;
+    /* an anchor image arriving in parts (engine sessions) */
+    char *img;
+    size_t img_len, img_max;
+    int img_next, img_parts, img_w, img_h;
+    char img_fmt[16];
 } hub_client;
 
 struct hub_session {
@@ -39,6 +47,7 @@ struct hub_session {
     char end_reason[128];
     fbd_session_counters last;
     int64_t last_us;
+    char unknown[512];                  /* words of the start prompt the model does not know */
     hub_session *next;
 };
 
@@ -54,6 +63,9 @@ struct fbd_hub {
     int stopped;                        /* fb_ws_server_stop called: the loop is ending */
     int64_t close_deadline;
     int64_t start_us;
+    fbd_sched *sched;                   /* the engine; NULL for the test pattern */
+    fbd_sched_info info;                /* its fixed figures (size, fps, model) */
+    int engine_fps;
 };
 
 static int64_t mono_us(void) {
@@ -189,13 +201,27 @@ static uint64_t random_seed(void) {
     return v & ((1ull << 53) - 1);  /* a seed a JSON number can carry back */
 }
 
-static void send_welcome(hub_client *c, hub_session *hs) {
+static void send_config(hub_client *c, hub_session *hs) {
+    fbd_hub *h = hs->hub;
     fbd_session_counters k;
     fbd_session_get_counters(hs->s, &k);
-    send_json(c, fb_proto_hello(fbd_session_id(hs->s), c->owner,
-                                c->owner ? fbd_session_token(hs->s) : NULL,
-                                "flipbookd/" FLIPBOOKD_VERSION));
-    send_json(c, fb_proto_config(k.width, k.height, k.fps));
+    fbd_config_ext x = {.source = h->source->name};
+    if (h->sched) {
+        x.model = h->info.model_name;
+        x.chunk_frames = h->info.frames_per_chunk;
+        if (h->info.anchor_frames > 0) {
+            x.anchor_width = h->info.width;
+            x.anchor_height = h->info.height;
+        }
+    }
+    send_json(c, fbd_msg_config(k.width, k.height, k.fps, &x));
+}
+
+static void send_welcome(hub_client *c, hub_session *hs, int started) {
+    send_json(c, fbd_msg_hello(fbd_session_id(hs->s), c->owner,
+                               c->owner ? fbd_session_token(hs->s) : NULL,
+                               "flipbookd/" FLIPBOOKD_VERSION, started ? hs->unknown : NULL));
+    send_config(c, hs);
 }
 
 static void handle_start(fbd_hub *h, hub_client *c, const fb_msg *m) {
@@ -209,39 +235,82 @@ static void handle_start(fbd_hub *h, hub_client *c, const fb_msg *m) {
         char msg[96];
         snprintf(msg, sizeof msg, "%d sessions are running, the most this server allows",
                  h->n_sessions);
+        atomic_fetch_add(&fbd_metrics_g.refused_max, 1);
         send_error(c, FB_ERR_SESSION_LIMIT, msg, m);
         return;
     }
     int w = m->width ? m->width : cfg->width, ht = m->height ? m->height : cfg->height;
     int fps = m->fps ? m->fps : cfg->fps;
-    char msg[160];
-    if (w < src->min_size || w > src->max_size || ht < src->min_size || ht > src->max_size) {
+    char msg[512];
+    if (h->sched) {
+        /* The model makes one size at one rate. */
+        const fbd_sched_info *in = &h->info;
+        if ((m->width && m->width != in->width) || (m->height && m->height != in->height) ||
+            (m->fps && m->fps != h->engine_fps)) {
+            snprintf(msg, sizeof msg, "this model makes %dx%d frames at %d fps; leave width, "
+                     "height and fps out or give exactly these", in->width, in->height,
+                     h->engine_fps);
+            send_error(c, FB_ERR_BAD_VALUE, msg, m);
+            return;
+        }
+        w = in->width;
+        ht = in->height;
+        fps = h->engine_fps;
+    } else if (w < src->min_size || w > src->max_size || ht < src->min_size ||
+               ht > src->max_size) {
         snprintf(msg, sizeof msg, "width and height must be between %d and %d for the %s source",
                  src->min_size, src->max_size, src->name);
         send_error(c, FB_ERR_BAD_VALUE, msg, m);
         return;
-    }
-    if (fps > src->max_fps) {
+    } else if (fps > src->max_fps) {
         snprintf(msg, sizeof msg, "fps must be at most %d for the %s source", src->max_fps,
                  src->name);
         send_error(c, FB_ERR_BAD_VALUE, msg, m);
         return;
     }
+    uint64_t seed = m->has_seed ? m->seed : random_seed();
+    const char *prompt = m->text ? m->text : "";
+    void *gen = NULL;
+    char unknown[512] = "";
+    if (h->sched) {
+        int why = 0;
+        gen = fbd_sched_admit(h->sched, prompt, seed, &why, msg, sizeof msg);
+        if (!gen) {
+            fb_err code = FB_ERR_SESSION_LIMIT;
+            if (why == FBD_ADMIT_BAD_PROMPT) code = FB_ERR_BAD_VALUE;
+            else if (why == FBD_ADMIT_NO_MEMORY) code = FB_ERR_INTERNAL;
+            else if (why == FBD_ADMIT_REFUSED_KV) atomic_fetch_add(&fbd_metrics_g.refused_kv, 1);
+            else atomic_fetch_add(&fbd_metrics_g.refused_compute, 1);
+            if (code == FB_ERR_SESSION_LIMIT)
+                FB_LOG_INFO("session", "refused a start from %s: %s", fb_ws_conn_peer(c->conn),
+                            msg);
+            send_error(c, code, msg, m);
+            return;
+        }
+        char e[256];
+        int nu = 0;
+        if (fbd_sched_check_prompt(h->sched, prompt, unknown, sizeof unknown, &nu, e,
+                                   sizeof e) != 0)
+            unknown[0] = '\0';
+    }
     hub_session *hs = calloc(1, sizeof *hs);
     if (!hs) {
+        fbd_gen_close(gen);
         send_error(c, FB_ERR_INTERNAL, "out of memory", m);
         return;
     }
     hs->hub = h;
+    snprintf(hs->unknown, sizeof hs->unknown, "%s", unknown);
     fbd_session_params p;
     memset(&p, 0, sizeof p);
     p.source = src;
     p.src.width = w;
     p.src.height = ht;
     p.src.fps = fps;
-    p.src.seed = m->has_seed ? m->seed : random_seed();
-    p.src.prompt = m->text;
+    p.src.seed = seed;
+    p.src.prompt = prompt;
     p.src.model = cfg->model[0] ? cfg->model : NULL;
+    p.src.engine = gen;
     p.enc = fb_vp9enc_default_params(w, ht, fps);
     if (cfg->bitrate_kbps) p.enc.bitrate_kbps = cfg->bitrate_kbps;
     if (cfg->keyframe_interval) p.enc.keyframe_interval = cfg->keyframe_interval;
@@ -254,7 +323,7 @@ static void handle_start(fbd_hub *h, hub_client *c, const fb_msg *m) {
     p.events.on_exit = ev_exit;
     p.hub_data = hs;
     char err[256];
-    if (fbd_session_start(&p, &hs->s, err, sizeof err) != 0) {
+    if (fbd_session_start(&p, &hs->s, err, sizeof err) != 0) {  /* closes gen on failure */
         free(hs);
         FB_LOG_ERROR("session", "cannot start a session: %s", err);
         send_error(c, FB_ERR_INTERNAL, err, m);
@@ -268,8 +337,8 @@ static void handle_start(fbd_hub *h, hub_client *c, const fb_msg *m) {
     attach(hs, c, 1);
     FB_LOG_INFO("session", "%s: started by client %llu (%s) %dx%d@%d seed %llu",
                 fbd_session_id(hs->s), (unsigned long long)fb_ws_conn_id(c->conn),
-                fb_ws_conn_peer(c->conn), w, ht, fps, (unsigned long long)p.src.seed);
-    send_welcome(c, hs);
+                fb_ws_conn_peer(c->conn), w, ht, fps, (unsigned long long)seed);
+    send_welcome(c, hs, 1);
 }
 
 static void handle_join(fbd_hub *h, hub_client *c, const fb_msg *m) {
@@ -295,7 +364,7 @@ static void handle_join(fbd_hub *h, hub_client *c, const fb_msg *m) {
     FB_LOG_INFO("session", "%s: client %llu (%s) joined as %s", fbd_session_id(hs->s),
                 (unsigned long long)fb_ws_conn_id(c->conn), fb_ws_conn_peer(c->conn),
                 owner ? "owner" : "viewer");
-    send_welcome(c, hs);
+    send_welcome(c, hs, 0);
     fbd_session_request_keyframe(hs->s);
 }
 
@@ -327,11 +396,131 @@ static void on_close(void *user, fb_ws_conn *conn) {
     if (c->prev) c->prev->next = c->next;
     else h->clients = c->next;
     if (c->next) c->next->prev = c->prev;
+    free(c->img);
     free(c);
     fb_ws_conn_set_user(conn, NULL);
     if (hs && was_owner && hs->n_owners == 0 && !hs->ending && h->cfg->owner_grace == 0)
         end_session(hs, "the owner left", 1000);
     maybe_finish(h);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* anchor images                                                                               */
+
+static void image_reset(hub_client *c) {
+    free(c->img);
+    c->img = NULL;
+    c->img_len = c->img_max = 0;
+    c->img_next = c->img_parts = 0;
+}
+
+/* Reads an integer field of an anchor message: 0 = absent (*v = dflt), 1 = ok, -1 = bad. */
+static int int_field(const cJSON *o, const char *name, int lo, int hi, int dflt, int *v) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    *v = dflt;
+    if (!f || cJSON_IsNull(f)) return 0;
+    if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble) || floor(f->valuedouble) != f->valuedouble ||
+        f->valuedouble < lo || f->valuedouble > hi)
+        return -1;
+    *v = (int)f->valuedouble;
+    return 1;
+}
+
+/* An `anchor` `image` message on an engine session: its declared size and format are checked
+ * against the model, parts are joined (an image larger than one 64 KiB message comes in
+ * several, docs/protocol.md), and the whole image goes to the session. */
+static void handle_anchor_image(fbd_hub *h, hub_client *c, const fb_msg *m, const char *text,
+                                size_t len) {
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    if (!o) {
+        send_error(c, FB_ERR_INTERNAL, "out of memory", m);
+        return;
+    }
+    int w, ht, part, parts;
+    char msg[256];
+    const char *bad = NULL;
+    if (int_field(o, "width", 1, FB_PROTO_MAX_SIZE, 0, &w) < 0) bad = "width";
+    else if (int_field(o, "height", 1, FB_PROTO_MAX_SIZE, 0, &ht) < 0) bad = "height";
+    else if (int_field(o, "parts", 1, 4096, 1, &parts) < 0) bad = "parts";
+    else if (int_field(o, "part", 0, parts - 1, 0, &part) < 0) bad = "part";
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "format");
+    char fmt[16] = "rgb24";
+    if (!bad && f && !cJSON_IsNull(f)) {
+        if (!cJSON_IsString(f) || (strcmp(f->valuestring, "rgb24") != 0 &&
+                                   strcmp(f->valuestring, "rgba32") != 0))
+            bad = "format";
+        else
+            snprintf(fmt, sizeof fmt, "%s", f->valuestring);
+    }
+    cJSON_Delete(o);
+    if (bad) {
+        if (!strcmp(bad, "format"))
+            snprintf(msg, sizeof msg, "field \"format\" must be \"rgb24\" or \"rgba32\"");
+        else if (!strcmp(bad, "part"))
+            snprintf(msg, sizeof msg, "field \"part\" must be an integer from 0 to parts - 1");
+        else
+            snprintf(msg, sizeof msg, "field \"%s\" must be a positive integer", bad);
+        image_reset(c);
+        send_error(c, FB_ERR_BAD_VALUE, msg, m);
+        return;
+    }
+    if (!w) w = h->info.width;
+    if (!ht) ht = h->info.height;
+    if (w != h->info.width || ht != h->info.height) {
+        snprintf(msg, sizeof msg, "the anchor image is %dx%d; this model takes %dx%d (send the "
+                 "picture scaled to that size)", w, ht, h->info.width, h->info.height);
+        image_reset(c);
+        send_error(c, FB_ERR_BAD_VALUE, msg, m);
+        return;
+    }
+    fbd_anchor_image img = {.width = w, .height = ht, .format = fmt, .data = m->anchor_data,
+                            .data_len = m->anchor_data_len};
+    if (parts == 1) {
+        image_reset(c);
+        if (fbd_session_control_image(c->hs->s, fb_ws_conn_id(c->conn), m, &img) != 0)
+            send_error(c, FB_ERR_INTERNAL, "out of memory", m);
+        return;
+    }
+    if (part == 0) {
+        image_reset(c);
+        size_t bpp = strcmp(fmt, "rgba32") == 0 ? 4 : 3;
+        c->img_max = 4 * (((size_t)w * ht * bpp + 2) / 3);
+        c->img = malloc(c->img_max + 1);
+        if (!c->img) {
+            image_reset(c);
+            send_error(c, FB_ERR_INTERNAL, "out of memory", m);
+            return;
+        }
+        c->img_parts = parts;
+        c->img_w = w;
+        c->img_h = ht;
+        snprintf(c->img_fmt, sizeof c->img_fmt, "%s", fmt);
+    } else if (!c->img || part != c->img_next || parts != c->img_parts || w != c->img_w ||
+               ht != c->img_h || strcmp(fmt, c->img_fmt) != 0) {
+        snprintf(msg, sizeof msg, "anchor image part %d of %d does not continue an upload "
+                 "(expected part %d); start again from part 0", part, parts,
+                 c->img ? c->img_next : 0);
+        image_reset(c);
+        send_error(c, FB_ERR_BAD_VALUE, msg, m);
+        return;
+    }
+    if (c->img_len + m->anchor_data_len > c->img_max) {
+        snprintf(msg, sizeof msg, "the anchor image parts hold more base64 than a %dx%d %s "
+                 "picture (%zu characters)", w, ht, fmt, c->img_max);
+        image_reset(c);
+        send_error(c, FB_ERR_BAD_VALUE, msg, m);
+        return;
+    }
+    memcpy(c->img + c->img_len, m->anchor_data, m->anchor_data_len);
+    c->img_len += m->anchor_data_len;
+    c->img[c->img_len] = '\0';
+    c->img_next = part + 1;
+    if (part < parts - 1) return;  /* more to come; the whole image is acknowledged */
+    img.data = c->img;
+    img.data_len = c->img_len;
+    if (fbd_session_control_image(c->hs->s, fb_ws_conn_id(c->conn), m, &img) != 0)
+        send_error(c, FB_ERR_INTERNAL, "out of memory", m);
+    image_reset(c);
 }
 
 static void on_message(void *user, fb_ws_conn *conn, const char *text, size_t len) {
@@ -389,6 +578,8 @@ static void on_message(void *user, fb_ws_conn *conn, const char *text, size_t le
                         .frame = k.last_frame + 1};
             send_json(c, fb_proto_ack(&a));
             end_session(hs, "stopped by the owner", 1000);
+        } else if (m.type == FB_MSG_ANCHOR && m.anchor == FB_ANCHOR_IMAGE && h->sched) {
+            handle_anchor_image(h, c, &m, text, len);
         } else if (fbd_session_control(hs->s, fb_ws_conn_id(conn), &m) != 0) {
             send_error(c, FB_ERR_INTERNAL, "out of memory", &m);
         }
@@ -416,6 +607,11 @@ static void on_tick(void *user, int64_t now) {
             .recording = k.recording,
             .paused = k.paused,
         };
+        fbd_stats_ext x = {.late = (int64_t)k.late, .last_type = k.last_type,
+                           .last_chunk = k.last_chunk, .last_frame = k.last_frame_of_control,
+                           .has_engine = k.has_engine, .engine = k.engine};
+        if (k.has_engine && k.engine.frames_generated >= hs->last.engine.frames_generated)
+            x.gen_fps = (double)(k.engine.frames_generated - hs->last.engine.frames_generated) / dt;
         for (hub_client *c = hs->clients; c; c = c->next_in_session) {
             fb_ws_conn_stats cs;
             fb_ws_conn_get_stats(c->conn, &cs);
@@ -423,7 +619,7 @@ static void on_tick(void *user, int64_t now) {
             st.queue = (int64_t)cs.frames_queued;
             st.dropped = (int64_t)cs.dropped;
             c->last_frames_sent = cs.frames_sent;
-            send_json(c, fb_proto_stats(&st));
+            send_json(c, fbd_msg_stats(&st, &x));
         }
         hs->last = k;
         hs->last_us = now;
@@ -451,6 +647,16 @@ static char *metrics(void *user, size_t *len) {
                           .ws = &t,
                           .uptime_seconds = (double)(mono_us() - h->start_us) * 1e-6,
                           .version = FLIPBOOKD_VERSION};
+    if (h->sched) {
+        fbd_sched_info in;
+        fbd_sched_get_info(h->sched, &in);
+        v.has_engine = 1;
+        v.engine_capacity = in.capacity;
+        v.engine_kv_streams = in.kv_streams;
+        v.engine_streams = in.sessions;
+        v.engine_chunk_ms = in.chunk_ms;
+        v.engine_slowdown = in.slowdown;
+    }
     return fbd_metrics_render(&v, len);
 }
 
@@ -505,6 +711,14 @@ void fbd_hub_hooks(fbd_hub *h, fb_ws_hooks *hooks) {
 
 void fbd_hub_attach(fbd_hub *h, fb_ws_server *srv) { h->srv = srv; }
 
+void fbd_hub_set_engine(fbd_hub *h, fbd_sched *sched) {
+    h->sched = sched;
+    if (!sched) return;
+    fbd_sched_get_info(sched, &h->info);
+    h->engine_fps = (int)lround(h->info.fps);
+    if (h->engine_fps < 1) h->engine_fps = 1;
+}
+
 int fbd_hub_request_shutdown(fbd_hub *h) {
     return fb_ws_server_post(h->srv, begin_shutdown, h);
 }
@@ -530,6 +744,7 @@ void fbd_hub_free(fbd_hub *h) {
     while (h->clients) {
         hub_client *c = h->clients;
         h->clients = c->next;
+        free(c->img);
         free(c);
     }
     free(h->record_dir);

@@ -14,6 +14,7 @@
 #define FLIPBOOK_DAEMON_HUB_H
 
 #include "daemon/config.h"
+#include "daemon/scheduler.h"
 #include "daemon/source.h"
 #include "stream/ws_server.h"
 
@@ -25,6 +26,9 @@ fbd_hub *fbd_hub_new(const fbd_config *cfg, const fb_source_ops *source, const c
 void fbd_hub_hooks(fbd_hub *h, fb_ws_hooks *hooks);
 /* Tells the hub which server it serves (before the loop runs). */
 void fbd_hub_attach(fbd_hub *h, fb_ws_server *srv);
+/* Gives the hub the engine scheduler (engine source): admission, the model's size and rate,
+ * anchor images. Before the loop runs; the hub does not own it. */
+void fbd_hub_set_engine(fbd_hub *h, fbd_sched *sched);
 /* Any thread: begin the orderly shutdown; the loop stops once it is done. Returns 0, or -1
  * when the request could not be queued. */
 int fbd_hub_request_shutdown(fbd_hub *h);

@@ -1,14 +1,18 @@
 /* daemon/main.c - flipbookd: options, start-up checks, signals, the service loop.
  *
  * Threads: the main thread runs the libwebsockets service loop (every socket, every lws call);
- * each session has its frame thread (daemon/session.c); a signal thread waits in sigwait() for
+ * each session has its frame thread (daemon/session.c); with the engine source, the scheduler's
+ * worker threads run the model (daemon/scheduler.c); a signal thread waits in sigwait() for
  * SIGINT/SIGTERM, which every other thread blocks. The first signal asks the hub for an orderly
  * shutdown (through the server's wake-up queue, like any other cross-thread event); a second one
  * exits at once with status 1. Recordings stay playable even then: the WebM is written so that
  * a file cut short still plays (stream/webm.h).
  *
- * Exit status: 0 after a clean shutdown, 1 on a runtime failure (cannot listen, ...), 2 on a bad
- * option or config file.
+ * The model (engine source) is loaded once, before the port is opened: a missing or invalid
+ * model file ends the daemon with a message and status 1.
+ *
+ * Exit status: 0 after a clean shutdown, 1 on a runtime failure (cannot listen, no model, ...),
+ * 2 on a bad option or config file.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,12 +30,24 @@
 #include "daemon/config.h"
 #include "daemon/hub.h"
 #include "daemon/log.h"
+#include "daemon/scheduler.h"
 #include "daemon/source.h"
 #include "stream/ws_server.h"
+#ifdef FLIPBOOK_HAVE_CUDA
+#include "kernels/cuda/kernels_cuda.h"
+#endif
 
 static pthread_mutex_t signal_mu = PTHREAD_MUTEX_INITIALIZER;
 static fbd_hub *signal_hub;          /* under signal_mu; NULL once the loop has ended */
 static fb_ws_server *signal_srv;
+
+/* Threads that libraries start before main() (OpenBLAS starts its pool in a constructor) do not
+ * block SIGINT/SIGTERM, so the kernel may deliver them there. This handler, installed once the
+ * signal thread exists, hands such a signal on to the signal thread (which blocks it and waits
+ * for it in sigwait); pthread_kill is async-signal-safe. */
+static pthread_t signal_thread;
+
+static void forward_signal(int sig) { pthread_kill(signal_thread, sig); }
 
 static void *signal_main(void *arg) {
     sigset_t *set = arg;
@@ -121,6 +137,59 @@ static int resolve_host(const char *host, char *out, size_t n) {
     return ok ? 0 : -1;
 }
 
+/* One line about where the engine runs. */
+static void log_backend(void) {
+#ifdef FLIPBOOK_HAVE_CUDA
+    char desc[256] = "";
+    int n = fb_cuda_probe(desc, sizeof desc);
+    if (n <= 0)
+        FB_LOG_INFO("engine", "no GPU found (%s); running on the CPU",
+                    desc[0] ? desc : "no CUDA device");
+    else
+        FB_LOG_INFO("engine", "%d GPU%s found (%s), but the CUDA engine path is not wired yet; "
+                    "running on the CPU for now", n, n == 1 ? "" : "s", desc);
+#else
+    FB_LOG_INFO("engine", "CPU backend (this build has no CUDA)");
+#endif
+}
+
+/* Loads the model and starts the scheduler; on failure prints why and returns NULL. */
+static fbd_sched *start_engine(const fbd_config *cfg) {
+    const char *model = cfg->model[0] ? cfg->model : "default";
+    log_backend();
+    FB_LOG_INFO("engine", "loading the model %s", model);
+    fbd_sched_params sp = {.model = model,
+                           .max_sessions = cfg->max_sessions,
+                           .kv_budget = cfg->kv_budget,
+                           .workers = cfg->engine_workers,
+                           .threads = cfg->engine_threads,
+                           .batch = cfg->batch,
+                           .overcommit = cfg->overcommit};
+    fbd_sched *sched = NULL;
+    char err[2048];
+    int rc = fbd_sched_start(&sp, &sched, err, sizeof err);
+    if (rc == FBD_SCHED_NOT_INSTALLED) {
+        fprintf(stderr,
+                "flipbookd: the default model is not installed yet (%s)\n"
+                "flipbookd: run the test pattern instead (flipbookd --source testpattern), or "
+                "give a model file (flipbookd --model PATH)\n", err);
+        return NULL;
+    }
+    if (rc != FBD_SCHED_OK) {
+        fprintf(stderr, "flipbookd: cannot load the model: %s\n", err);
+        return NULL;
+    }
+    fbd_sched_info in;
+    fbd_sched_get_info(sched, &in);
+    FB_LOG_INFO("engine", "model %s: %dx%d at %g fps, %d frames a chunk, %.1f MiB of weights; "
+                "a chunk takes %.1f ms and a session needs one every %.0f ms: about %d "
+                "session%s at full frame rate (overcommit %s); the KV pool holds %d",
+                in.model_name, in.width, in.height, in.fps, in.frames_per_chunk,
+                (double)in.weight_bytes / (1 << 20), in.chunk_ms, in.period_ms, in.capacity,
+                in.capacity == 1 ? "" : "s", cfg->overcommit ? "slow" : "refuse", in.kv_streams);
+    return sched;
+}
+
 int main(int argc, char **argv) {
     static fbd_config cfg;
     char err[FBD_PATH_MAX + 512];
@@ -143,14 +212,8 @@ int main(int argc, char **argv) {
     if (cfg.model_given && !cfg.source_given) cfg.source = FBD_SOURCE_ENGINE;
     fb_log_set_level((fb_log_level)cfg.log_level);
     fb_log_route_lws();
-
-    if (cfg.source == FBD_SOURCE_ENGINE) {
-        fprintf(stderr, "flipbookd: engine not built yet: the engine source (--source engine, "
-                        "implied by --model) is not available in this build; use "
-                        "--source testpattern\n");
-        return 1;
-    }
-    const fb_source_ops *source = fb_source_find("testpattern");
+    const fb_source_ops *source =
+        fb_source_find(cfg.source == FBD_SOURCE_ENGINE ? "engine" : "testpattern");
 
     char web_root[PATH_MAX];
     if (find_web_root(&cfg, web_root, sizeof web_root) != 0) {
@@ -190,11 +253,17 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
 
+    /* After the signal mask: the engine's worker threads inherit it. */
+    fbd_sched *sched = NULL;
+    if (cfg.source == FBD_SOURCE_ENGINE && !(sched = start_engine(&cfg))) return 1;
+
     fbd_hub *hub = fbd_hub_new(&cfg, source, record_dir);
     if (!hub) {
         fprintf(stderr, "flipbookd: out of memory\n");
+        fbd_sched_stop(sched);
         return 1;
     }
+    fbd_hub_set_engine(hub, sched);
     fb_ws_config wc;
     fb_ws_config_default(&wc);
     wc.host = host;
@@ -210,6 +279,7 @@ int main(int argc, char **argv) {
     if (fb_ws_server_new(&wc, &hooks, &srv, err, sizeof err) != 0) {
         fprintf(stderr, "flipbookd: %s\n", err);
         fbd_hub_free(hub);
+        fbd_sched_stop(sched);
         return 1;
     }
     fbd_hub_attach(hub, srv);
@@ -229,12 +299,18 @@ int main(int argc, char **argv) {
     signal_hub = hub;
     signal_srv = srv;
     pthread_mutex_unlock(&signal_mu);
-    pthread_t sig_thread;
-    if (pthread_create(&sig_thread, NULL, signal_main, &set) != 0) {
+    if (pthread_create(&signal_thread, NULL, signal_main, &set) != 0) {
         fprintf(stderr, "flipbookd: cannot start the signal thread\n");
         return 1;
     }
-    pthread_detach(sig_thread);
+    pthread_detach(signal_thread);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     int rc = fb_ws_server_run(srv);
     if (rc != 0) FB_LOG_ERROR("daemon", "the service loop failed");
@@ -246,5 +322,6 @@ int main(int argc, char **argv) {
     fbd_hub_stop_sessions(hub);
     fb_ws_server_free(srv);
     fbd_hub_free(hub);
+    fbd_sched_stop(sched);  /* every session (and its engine stream) is gone by now */
     return rc ? 1 : 0;
 }

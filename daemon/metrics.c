@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream/ws_server.h"
+
 fbd_metrics fbd_metrics_g;
 
 /* Upper bounds (seconds) of the encode-time buckets; the last bucket is +Inf. */
@@ -19,6 +21,20 @@ void fbd_metrics_observe_encode(uint64_t ns) {
     atomic_fetch_add_explicit(&fbd_metrics_g.encode_bucket[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&fbd_metrics_g.encode_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&fbd_metrics_g.encode_ns_sum, ns, memory_order_relaxed);
+}
+
+/* Upper bounds (seconds) of the chunk-time buckets: a tiny model takes milliseconds, a large
+ * one on a laptop seconds. */
+static const double chunk_le[FBD_CHUNK_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                       1.0,   2.5,  5.0,   10,  30,  60};
+
+void fbd_metrics_observe_chunk(uint64_t ns) {
+    double s = (double)ns * 1e-9;
+    int b = 0;
+    while (b < FBD_CHUNK_BUCKETS - 1 && s > chunk_le[b]) b++;
+    atomic_fetch_add_explicit(&fbd_metrics_g.chunk_bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fbd_metrics_g.chunk_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fbd_metrics_g.chunk_ns_sum, ns, memory_order_relaxed);
 }
 
 typedef struct sbuf {
@@ -116,6 +132,49 @@ char *fbd_metrics_render(const fbd_metrics_view *v, size_t *len) {
     head(&b, "flipbook_client_dropped_frames_total", "counter",
          "Frames clients reported dropping (sum of the increases they reported).");
     put(&b, "flipbook_client_dropped_frames_total %llu\n", LOAD(m->client_dropped));
+
+    head(&b, "flipbook_sessions_refused_total", "counter",
+         "start requests refused, by reason (max_sessions, kv, compute).");
+    put(&b, "flipbook_sessions_refused_total{reason=\"max_sessions\"} %llu\n", LOAD(m->refused_max));
+    put(&b, "flipbook_sessions_refused_total{reason=\"kv\"} %llu\n", LOAD(m->refused_kv));
+    put(&b, "flipbook_sessions_refused_total{reason=\"compute\"} %llu\n", LOAD(m->refused_compute));
+    head(&b, "flipbook_engine_chunks_total", "counter", "Chunks the engine generated, all sessions.");
+    put(&b, "flipbook_engine_chunks_total %llu\n", LOAD(m->engine_chunks));
+    head(&b, "flipbook_engine_frames_total", "counter", "Frames the engine generated, all sessions.");
+    put(&b, "flipbook_engine_frames_total %llu\n", LOAD(m->engine_frames));
+    head(&b, "flipbook_engine_errors_total", "counter",
+         "Engine failures; each ended the session it happened in.");
+    put(&b, "flipbook_engine_errors_total %llu\n", LOAD(m->engine_errors));
+    head(&b, "flipbook_engine_starved_frames_total", "counter",
+         "Frame slots an engine session skipped because its playback buffer was empty.");
+    put(&b, "flipbook_engine_starved_frames_total %llu\n", LOAD(m->frames_starved));
+    head(&b, "flipbook_engine_chunk_seconds", "histogram",
+         "Engine time of one stream's chunk (a batched call's time divided among its streams).");
+    cum = 0;
+    for (int i = 0; i < FBD_CHUNK_BUCKETS; i++) {
+        cum += LOAD(m->chunk_bucket[i]);
+        if (i < FBD_CHUNK_BUCKETS - 1)
+            put(&b, "flipbook_engine_chunk_seconds_bucket{le=\"%g\"} %llu\n", chunk_le[i], cum);
+        else
+            put(&b, "flipbook_engine_chunk_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    put(&b, "flipbook_engine_chunk_seconds_sum %.6f\n", (double)LOAD(m->chunk_ns_sum) * 1e-9);
+    put(&b, "flipbook_engine_chunk_seconds_count %llu\n", cum);
+    if (v->has_engine) {
+        head(&b, "flipbook_engine_capacity_sessions", "gauge",
+             "Sessions the engine can serve at full frame rate (from the measured chunk time).");
+        put(&b, "flipbook_engine_capacity_sessions %d\n", v->engine_capacity);
+        head(&b, "flipbook_engine_kv_streams", "gauge", "Engine streams the KV pool holds.");
+        put(&b, "flipbook_engine_kv_streams %d\n", v->engine_kv_streams);
+        head(&b, "flipbook_engine_sessions", "gauge", "Engine sessions open (each holds a stream).");
+        put(&b, "flipbook_engine_sessions %d\n", v->engine_streams);
+        head(&b, "flipbook_engine_chunk_estimate_seconds", "gauge",
+             "Running estimate of one stream's chunk time (what admission uses).");
+        put(&b, "flipbook_engine_chunk_estimate_seconds %.6f\n", v->engine_chunk_ms / 1000.0);
+        head(&b, "flipbook_engine_slowdown", "gauge",
+             "Factor by which every session's frame rate is slowed now (1 = full rate).");
+        put(&b, "flipbook_engine_slowdown %.3f\n", v->engine_slowdown);
+    }
 
     if (b.failed) {
         free(b.p);

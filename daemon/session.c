@@ -15,12 +15,16 @@
 #include <unistd.h>
 
 #include "daemon/log.h"
+#include "daemon/messages.h"
 #include "daemon/metrics.h"
+#include "daemon/scheduler.h"
 #include "stream/recorder.h"
 
 /* Packets handed to the socket thread but not yet delivered; beyond this the socket thread is
  * not keeping up and frames are dropped at the source rather than queued without bound. */
 #define MAX_PACKETS_IN_FLIGHT 60
+/* While the source has no frame, retry at least this often even without a FRAMES note. */
+#define STARVED_RETRY_US 250000
 
 typedef struct control {
     struct control *next;
@@ -36,6 +40,9 @@ typedef struct control {
     fb_anchor_action anchor;
     char *data;
     size_t data_len;
+    int width, height;             /* anchor image, as declared */
+    char format[16];
+    int64_t t_us;                  /* arrival */
 } control;
 
 struct fbd_session {
@@ -58,13 +65,24 @@ struct fbd_session {
     control *ctl_head, *ctl_tail;  /* mailbox, under mu */
     int stop;                      /* under mu */
 
+    int frame_ready;               /* under mu: the source has a frame again */
+    int src_failed;                /* under mu: the source reported a failure */
+    char src_failure[384];
+
     atomic_int kf_request;
     atomic_int in_flight;          /* packets posted, not yet delivered */
+    int64_t start_us;
 
     /* counters for stats (written by the thread) */
-    atomic_uint_least64_t frames, bytes, encode_ns;
+    atomic_uint_least64_t frames, bytes, encode_ns, late;
     atomic_llong last_frame;
     atomic_int paused, recording;
+
+    /* under stats_mu: the open source (for its figures) and the last acknowledged control */
+    pthread_mutex_t stats_mu;
+    fb_source *live_src;
+    const char *lc_type;
+    int64_t lc_chunk, lc_frame;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -172,6 +190,7 @@ void fbd_session_unref(fbd_session *s) {
     }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s->prompt);
     free(s->model);
     free(s->record_dir);
@@ -197,11 +216,22 @@ void fbd_session_get_counters(const fbd_session *s, fbd_session_counters *c) {
     c->bytes = atomic_load(&s->bytes);
     c->encode_ns = atomic_load(&s->encode_ns);
     c->last_frame = atomic_load(&s->last_frame);
+    c->late = atomic_load(&s->late);
     c->paused = atomic_load(&s->paused);
     c->recording = atomic_load(&s->recording);
     c->width = s->src.width;
     c->height = s->src.height;
     c->fps = s->src.fps;
+    /* The lock is not part of the session's logical state: reading takes it too. */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&s->stats_mu;
+    pthread_mutex_lock(mu);
+    c->last_type = s->lc_type;
+    c->last_chunk = s->lc_chunk;
+    c->last_frame_of_control = s->lc_frame;
+    c->has_engine = s->live_src && s->ops->get_stats;
+    if (c->has_engine) s->ops->get_stats(s->live_src, &c->engine);
+    else memset(&c->engine, 0, sizeof c->engine);
+    pthread_mutex_unlock(mu);
 }
 
 void fbd_session_request_keyframe(fbd_session *s) { atomic_store(&s->kf_request, 1); }
@@ -220,7 +250,8 @@ void fbd_session_join(fbd_session *s) {
     }
 }
 
-int fbd_session_control(fbd_session *s, uint64_t conn_id, const fb_msg *m) {
+int fbd_session_control_image(fbd_session *s, uint64_t conn_id, const fb_msg *m,
+                              const fbd_anchor_image *img) {
     switch (m->type) {
     case FB_MSG_PROMPT: case FB_MSG_SEED: case FB_MSG_PAUSE: case FB_MSG_RESUME:
     case FB_MSG_RESET: case FB_MSG_RECORD: case FB_MSG_ANCHOR:
@@ -239,14 +270,24 @@ int fbd_session_control(fbd_session *s, uint64_t conn_id, const fb_msg *m) {
     c->seed = m->seed;
     c->record = m->record;
     c->anchor = m->anchor;
+    c->t_us = mono_us();
     if (m->text) {
         c->text = strdup(m->text);
         if (!c->text) { free_control(c); return -1; }
     }
-    if (m->anchor_data) {
-        c->data = strdup(m->anchor_data);
+    const char *data = img ? img->data : m->anchor_data;
+    size_t data_len = img ? img->data_len : m->anchor_data_len;
+    if (data) {
+        c->data = malloc(data_len + 1);
         if (!c->data) { free_control(c); return -1; }
-        c->data_len = m->anchor_data_len;
+        memcpy(c->data, data, data_len);
+        c->data[data_len] = '\0';
+        c->data_len = data_len;
+    }
+    if (img) {
+        c->width = img->width;
+        c->height = img->height;
+        if (img->format) snprintf(c->format, sizeof c->format, "%s", img->format);
     }
     pthread_mutex_lock(&s->mu);
     if (s->ctl_tail) s->ctl_tail->next = c;
@@ -255,6 +296,10 @@ int fbd_session_control(fbd_session *s, uint64_t conn_id, const fb_msg *m) {
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
+}
+
+int fbd_session_control(fbd_session *s, uint64_t conn_id, const fb_msg *m) {
+    return fbd_session_control_image(s, conn_id, m, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -320,6 +365,56 @@ static void reply_error(fbd_session *s, const control *c, fb_err code, const cha
     reply(s, c->conn_id, fb_proto_error(code, msg, c->has_id, c->id, 0));
 }
 
+static void set_last_control(fbd_session *s, const char *type, int64_t chunk, int64_t frame) {
+    pthread_mutex_lock(&s->stats_mu);
+    s->lc_type = type;
+    s->lc_chunk = chunk;
+    s->lc_frame = frame;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
+/* Notes from the source, on whatever thread the source runs its work (engine workers). The
+ * session is alive: a source sends notes only while open, and the thread closes it before
+ * dropping its reference. */
+static void on_source_note(void *ctx, const fb_source_note *n) {
+    fbd_session *s = ctx;
+    switch (n->kind) {
+    case FB_SOURCE_NOTE_FRAMES:
+        pthread_mutex_lock(&s->mu);
+        s->frame_ready = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        break;
+    case FB_SOURCE_NOTE_ACK: {
+        const char *type = fb_msg_type_name(n->to.type);
+        fb_ack a = {.of = type, .has_id = n->to.has_id, .id = n->to.id, .has_frame = 1,
+                    .frame = n->frame, .has_seed = n->has_seed, .seed = n->seed};
+        if (n->to.type == FB_MSG_PROMPT) a.transition = fb_transition_name(n->transition);
+        set_last_control(s, type, n->chunk, n->frame);
+        if (n->to.type == FB_MSG_PROMPT)
+            FB_LOG_DEBUG("session", "%s: prompt from chunk %lld (frame %lld)", s->id,
+                         (long long)n->chunk, (long long)n->frame);
+        reply(s, n->to.conn_id, fbd_msg_ack_prompt(&a, 1, n->chunk, n->unknown_words));
+        break;
+    }
+    case FB_SOURCE_NOTE_ERROR:
+        reply(s, n->to.conn_id,
+              fb_proto_error(n->code, n->message ? n->message : "refused", n->to.has_id,
+                             n->to.id, 0));
+        break;
+    case FB_SOURCE_NOTE_FAILED:
+        pthread_mutex_lock(&s->mu);
+        if (!s->src_failed) {
+            s->src_failed = 1;
+            snprintf(s->src_failure, sizeof s->src_failure, "%s",
+                     n->message ? n->message : "the source failed");
+        }
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        break;
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* the frame thread                                                                            */
 
@@ -332,15 +427,35 @@ typedef struct runner {
     int have_frame;                /* rgb holds a drawn frame (to repeat while paused) */
     uint32_t next_frame;           /* wire number of the next frame (= the encoder's count) */
     /* Timestamps follow the frame clock (base + k / fps) so they stay exact at any fps; a
-     * repeated frame while paused moves the base by the real time that passed. */
+     * repeated frame while paused moves the base by the real time that passed. A slowed
+     * engine session keeps the nominal clock: its recording plays at the model's rate. */
     int64_t pts_base, last_pts, last_wall;
     uint64_t k_since_base;
     int paused;
+    int first_logged;
     fb_recorder *rec;
     char rec_name[64];
     uint64_t rec_bytes_counted;
-    char failure[256];
+    char failure[512];
 } runner;
+
+/* The chunk the next frame belongs to, for acks made here (engine sources only). */
+static int chunk_now(runner *r, int64_t *chunk) {
+    if (!r->s->ops->get_stats) return 0;
+    fb_source_stats st;
+    r->s->ops->get_stats(r->src, &st);
+    *chunk = st.next_chunk;
+    return 1;
+}
+
+/* Acks a control that took effect at r->next_frame (pause, resume, record, the test
+ * pattern's controls). */
+static void ack_now(runner *r, const control *c, fb_ack *a) {
+    int64_t chunk = -1;
+    int has_chunk = chunk_now(r, &chunk);
+    set_last_control(r->s, a->of, has_chunk ? chunk : -1, a->frame);
+    reply(r->s, c->conn_id, fbd_msg_ack(a, has_chunk, chunk));
+}
 
 static void make_recording_name(runner *r, char *name, size_t n) {
     time_t now = time(NULL);
@@ -429,7 +544,7 @@ static void recording_start(runner *r, const control *c) {
     FB_LOG_INFO("record", "%s: recording to %s (%s)", s->id, name, fb_recorder_backend(rec));
     fb_ack a = {.of = "record", .has_id = c->has_id, .id = c->id, .has_frame = 1,
                 .frame = r->next_frame};
-    reply(s, c->conn_id, fb_proto_ack(&a));
+    ack_now(r, c, &a);
     reply(s, 0, fb_proto_recording("started", name, NULL, 0, NULL));
 }
 
@@ -437,14 +552,21 @@ static void apply_control(runner *r, const control *c) {
     fbd_session *s = r->s;
     fb_ack a = {.of = fb_msg_type_name(c->type), .has_id = c->has_id, .id = c->id,
                 .has_frame = 1, .frame = r->next_frame};
-    fb_source_control sc = {0};
-    char err[256] = "";
+    fb_source_control sc;
+    memset(&sc, 0, sizeof sc);
+    sc.to.conn_id = c->conn_id;
+    sc.to.has_id = c->has_id;
+    sc.to.id = c->id;
+    sc.to.type = c->type;
+    sc.t_us = c->t_us;
+    char err[512] = "";
     switch (c->type) {
     case FB_MSG_PAUSE:
     case FB_MSG_RESUME:
         r->paused = c->type == FB_MSG_PAUSE;
         atomic_store(&s->paused, r->paused);
-        reply(s, c->conn_id, fb_proto_ack(&a));
+        if (s->ops->set_paused) s->ops->set_paused(r->src, r->paused);
+        ack_now(r, c, &a);
         return;
     case FB_MSG_RECORD:
         if (c->record == FB_RECORD_START) {
@@ -452,7 +574,7 @@ static void apply_control(runner *r, const control *c) {
         } else if (!r->rec) {
             reply_error(s, c, FB_ERR_RECORD_FAILED, "not recording");
         } else {
-            reply(s, c->conn_id, fb_proto_ack(&a));
+            ack_now(r, c, &a);
             recording_finish(r, NULL);
         }
         return;
@@ -478,29 +600,44 @@ static void apply_control(runner *r, const control *c) {
                                                  : FB_SOURCE_CTL_ANCHOR_IMAGE;
         sc.data = c->data;
         sc.data_len = c->data_len;
+        sc.width = c->width;
+        sc.height = c->height;
+        sc.format = c->format[0] ? c->format : NULL;
         break;
     default:
         return;
     }
     fb_source_status st = s->ops->control(r->src, &sc, err, sizeof err);
-    if (st == FB_SOURCE_OK) {
+    switch (st) {
+    case FB_SOURCE_OK:
         if (c->type == FB_MSG_PROMPT)
             FB_LOG_DEBUG("session", "%s: prompt from frame %u: %s", s->id, r->next_frame, c->text);
-        reply(s, c->conn_id, fb_proto_ack(&a));
-    } else if (st == FB_SOURCE_UNSUPPORTED) {
+        ack_now(r, c, &a);
+        break;
+    case FB_SOURCE_PENDING:  /* the source's ACK/ERROR note answers */
+        break;
+    case FB_SOURCE_UNSUPPORTED:
         reply_error(s, c, FB_ERR_UNSUPPORTED, err[0] ? err : "not supported by this source");
-    } else {
+        break;
+    case FB_SOURCE_BAD_VALUE:
+        reply_error(s, c, FB_ERR_BAD_VALUE, err[0] ? err : "bad value");
+        break;
+    default:
         reply_error(s, c, FB_ERR_INTERNAL, err[0] ? err : "source error");
+        break;
     }
 }
 
-/* Draws (unless repeating the last picture), encodes and hands out one frame. Returns 0, or -1
- * when the session must end (r->failure says why). */
+/* Draws (unless repeating the last picture), encodes and hands out one frame. Returns 0, 1
+ * when the source has no frame ready (nothing was produced), or -1 when the session must end
+ * (r->failure says why). */
 static int produce(runner *r, int repeat) {
     fbd_session *s = r->s;
-    char err[256] = "";
+    char err[384] = "";
     if (!repeat) {
-        if (s->ops->next_frame(r->src, r->rgb, r->next_frame, err, sizeof err) != FB_SOURCE_OK) {
+        fb_source_status st = s->ops->next_frame(r->src, r->rgb, r->next_frame, err, sizeof err);
+        if (st == FB_SOURCE_AGAIN) return 1;
+        if (st != FB_SOURCE_OK) {
             snprintf(r->failure, sizeof r->failure, "source failed: %s", err);
             return -1;
         }
@@ -549,6 +686,11 @@ static int produce(runner *r, int repeat) {
     atomic_fetch_add(&s->bytes, p->payload_size);
     atomic_store(&s->last_frame, (long long)p->frame_no);
     atomic_fetch_add(&fbd_metrics_g.frames_encoded, 1);
+    if (!r->first_logged) {
+        r->first_logged = 1;
+        FB_LOG_INFO("session", "%s: first frame %.1f ms after start", s->id,
+                    (double)(t1 - s->start_us) / 1000.0);
+    }
 
     if (r->rec) {
         if (fb_recorder_push(r->rec, p) != FB_RECORDER_OK || fb_recorder_failed(r->rec)) {
@@ -578,25 +720,42 @@ static void abs_time(struct timespec *ts, int64_t us) {
 
 static void run(runner *r) {
     fbd_session *s = r->s;
-    const int64_t period = 1000000 / s->src.fps;
+    const int64_t base_period = 1000000 / s->src.fps;
     int64_t due = mono_us();
+    int starved = 0;               /* the source had no frame at the last try */
+    int64_t retry_at = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         for (;;) {
-            if (s->stop || s->ctl_head) break;
+            if (s->stop || s->ctl_head || s->src_failed) break;
             int64_t now = mono_us();
             int want_repeat = r->paused && r->have_frame && atomic_load(&s->kf_request);
-            if ((!r->paused && now >= due) || want_repeat) break;
+            if (want_repeat) break;
+            if (!r->paused && now >= due && (!starved || s->frame_ready || now >= retry_at))
+                break;
             /* Paused: poll now and then for keyframe requests (joins). */
+            int64_t until = r->paused ? now + 200000 : (now >= due ? retry_at : due);
             struct timespec ts;
-            abs_time(&ts, r->paused ? now + 200000 : due);
+            abs_time(&ts, until);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
         int stop = s->stop;
+        int failed = s->src_failed;
+        if (failed) snprintf(r->failure, sizeof r->failure, "source failed: %s", s->src_failure);
+        s->frame_ready = 0;
         control *list = s->ctl_head;
         s->ctl_head = s->ctl_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
+        if (failed && !stop) {
+            while (list) {
+                control *c = list;
+                list = c->next;
+                free_control(c);
+            }
+            break;
+        }
+        r->failure[0] = '\0';
         if (list) {
             int was_paused = r->paused;
             while (list) {
@@ -605,24 +764,41 @@ static void run(runner *r) {
                 if (!stop) apply_control(r, c);
                 free_control(c);
             }
-            if (was_paused && !r->paused) due = mono_us();  /* resume: no catch-up burst */
+            if (was_paused && !r->paused) {
+                due = mono_us();  /* resume: no catch-up burst */
+                starved = 0;
+            }
             continue;
         }
         if (stop) break;
         if (r->paused) {
             /* A joiner while paused still gets a picture: the last frame, as a keyframe. */
-            if (produce(r, 1) != 0) break;
+            if (produce(r, 1) < 0) break;
             continue;
         }
-        if (produce(r, 0) != 0) break;
+        int rc = produce(r, 0);
+        if (rc < 0) break;
+        if (rc == 1) {
+            /* Nothing buffered: wait for the source's FRAMES note (or retry now and then). The
+             * slots that pass meanwhile are counted below once a frame comes. */
+            starved = 1;
+            retry_at = mono_us() + STARVED_RETRY_US;
+            continue;
+        }
+        double pace = s->ops->pace ? s->ops->pace(r->src) : 1.0;
+        int64_t period = (int64_t)((double)base_period * (pace > 1.0 ? pace : 1.0));
         due += period;
         int64_t now = mono_us();
         if (now - due >= period) {
             /* Late by at least a frame: count the missed slots and start afresh from now
              * instead of bursting to catch up. */
-            atomic_fetch_add(&fbd_metrics_g.frames_late, (uint64_t)((now - due) / period));
+            uint64_t missed = (uint64_t)((now - due) / period);
+            atomic_fetch_add(&fbd_metrics_g.frames_late, missed);
+            atomic_fetch_add(&s->late, missed);
+            if (starved) atomic_fetch_add(&fbd_metrics_g.frames_starved, missed);
             due = now;
         }
+        starved = 0;
     }
 }
 
@@ -632,13 +808,19 @@ static void *session_main(void *arg) {
     memset(&r, 0, sizeof r);
     r.s = s;
     r.last_pts = -1;
-    char err[256] = "";
+    char err[512] = "";
 
+    s->src.notify = on_source_note;
+    s->src.notify_ctx = s;
     r.src = s->ops->open(&s->src, err, sizeof err);
+    s->src.engine = NULL;  /* the source owns it now (or closed it) */
     if (!r.src) {
         snprintf(r.failure, sizeof r.failure, "cannot open the %s source: %s", s->ops->name, err);
         goto out;
     }
+    pthread_mutex_lock(&s->stats_mu);
+    s->live_src = r.src;
+    pthread_mutex_unlock(&s->stats_mu);
     if (fb_vp9enc_new(&s->enc_params, &r.enc, err, sizeof err) != FB_VP9ENC_OK) {
         snprintf(r.failure, sizeof r.failure, "cannot start the VP9 encoder: %s", err);
         goto out;
@@ -654,6 +836,10 @@ static void *session_main(void *arg) {
 out:
     if (r.rec) recording_finish(&r, NULL);
     fb_vp9enc_free(r.enc);
+    pthread_mutex_lock(&s->stats_mu);
+    s->live_src = NULL;
+    pthread_mutex_unlock(&s->stats_mu);
+    /* Closing the engine source frees its stream and KV share at once. */
     if (r.src) s->ops->close(r.src);
     free(r.rgb);
     if (r.failure[0]) {
@@ -671,7 +857,11 @@ static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
 int fbd_session_start(const fbd_session_params *p, fbd_session **out, char *err, size_t n) {
     *out = NULL;
     fbd_session *s = calloc(1, sizeof *s);
-    if (!s) { snprintf(err, n, "out of memory"); return -1; }
+    if (!s) {
+        fbd_gen_close(p->src.engine);
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
     atomic_init(&s->refs, 1);
     atomic_init(&s->last_frame, -1);
     random_hex(s->id, FBD_SESSION_ID_LEN);
@@ -687,13 +877,17 @@ int fbd_session_start(const fbd_session_params *p, fbd_session **out, char *err,
     s->server = p->server;
     s->events = p->events;
     s->hub_data = p->hub_data;
+    s->start_us = mono_us();
+    s->lc_chunk = -1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (!s->prompt || !s->record_dir || (p->src.model && !s->model)) {
+        fbd_gen_close(s->src.engine);
         fbd_session_unref(s);
         snprintf(err, n, "out of memory");
         return -1;
@@ -701,6 +895,7 @@ int fbd_session_start(const fbd_session_params *p, fbd_session **out, char *err,
     fbd_session_ref(s);  /* the thread's reference, dropped when it ends */
     int rc = pthread_create(&s->thread, NULL, session_main, s);
     if (rc != 0) {
+        fbd_gen_close(s->src.engine);
         fbd_session_unref(s);
         fbd_session_unref(s);
         snprintf(err, n, "cannot start a session thread: %s", strerror(rc));

@@ -7,6 +7,13 @@
  * applies them before its next frame and answers (ack with the frame number from which the
  * change applies, error, recording state) through the same event path as the packets.
  *
+ * With the engine source, frames come from a playback buffer that the scheduler's workers fill
+ * (daemon/scheduler.h): when it is empty the thread waits for the source's FRAMES note instead
+ * of drawing (the slot counts as late: the stream drops to a lower frame rate rather than
+ * queueing), it stretches its frame period by the source's pace factor (even slowdown when the
+ * machine is overcommitted), and steering is queued for the workers, whose notes carry the
+ * ack (with the chunk and frame of the change) back through this session.
+ *
  * Events from the thread are posted to the fb_ws_server and run on its service thread, where
  * the daemon's hub (daemon/hub.c) delivers them; the hub never blocks on a session.
  *
@@ -48,7 +55,9 @@ typedef struct fbd_session_events {
 
 typedef struct fbd_session_params {
     const fb_source_ops *source;
-    fb_source_params src;          /* strings are copied */
+    fb_source_params src;          /* strings are copied; src.engine (an fbd_gen) is taken
+                                    * over: closed by the session, also when it cannot start;
+                                    * notify/notify_ctx are set by the session */
     fb_vp9enc_params enc;
     const char *record_dir;        /* copied */
     fb_ws_server *server;          /* events are posted here */
@@ -69,6 +78,18 @@ int fbd_session_token_matches(const fbd_session *s, const char *token);
  * thread; the answer comes back through on_reply to conn_id. Returns 0, or -1 when out of
  * memory or when the message is not a steering message. */
 int fbd_session_control(fbd_session *s, uint64_t conn_id, const fb_msg *m);
+
+/* An anchor image as the hub assembled it from one or more `anchor` messages. */
+typedef struct fbd_anchor_image {
+    int width, height;             /* as declared by the client (0: not given) */
+    const char *format;            /* "rgb24" | "rgba32" | NULL (not given) */
+    const char *data;              /* base64, all parts joined */
+    size_t data_len;
+} fbd_anchor_image;
+
+/* fbd_session_control for an `anchor` `image` message whose data is `img` (copied). */
+int fbd_session_control_image(fbd_session *s, uint64_t conn_id, const fb_msg *m,
+                              const fbd_anchor_image *img);
 /* Asks for a keyframe (joins, decoder errors, fan-out skips); the encoder rate-limits them. */
 void fbd_session_request_keyframe(fbd_session *s);
 /* Asks the thread to finish (idempotent). */
@@ -84,8 +105,15 @@ typedef struct fbd_session_counters {
     uint64_t bytes;                /* encoded bytes */
     uint64_t encode_ns;            /* total encode time */
     int64_t last_frame;            /* number of the newest frame, -1 before the first */
+    uint64_t late;                 /* frame slots skipped (slow source, empty buffer) */
     int paused, recording;
     int width, height, fps;
+    /* the last acknowledged control: type NULL before any; chunk -1 when not known */
+    const char *last_type;
+    int64_t last_chunk, last_frame_of_control;
+    /* engine sources */
+    int has_engine;
+    fb_source_stats engine;
 } fbd_session_counters;
 void fbd_session_get_counters(const fbd_session *s, fbd_session_counters *c);
 

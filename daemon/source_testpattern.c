@@ -92,5 +92,6 @@ const fb_source_ops fb_source_testpattern = {
 
 const fb_source_ops *fb_source_find(const char *name) {
     if (strcmp(name, "testpattern") == 0) return &fb_source_testpattern;
+    if (strcmp(name, "engine") == 0) return &fb_source_engine;
     return NULL;
 }

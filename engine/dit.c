@@ -2,7 +2,8 @@
  * shared/specs/wan_causal.md sec. 2-4).
  *
  * Layout of this file: weight table and loading; the prepared prompt; scratch planning; the
- * forward (time embedding, patch embedding, blocks, head, unpatchify). Variables are named
+ * forward (time embedding, patch embedding, blocks, head, unpatchify), written for a batch of
+ * calls whose token rows are stacked (a single call is a batch of one). Variables are named
  * after the upstream modules; every tensor statement carries its shape as a comment, with
  * L = tokens of the call (F x tokens_per_frame), Lp = past tokens, Lk = Lp + L, D = dim,
  * Lt = text_len.
@@ -55,6 +56,7 @@ struct fb_dit {
 
 struct fb_dit_text {
     int text_len, dim, n_layers;
+    int placed;  /* in caller memory (fb_dit_text_init): fb_dit_text_free leaves it alone */
     float *kv;   /* [n_layers][2][Lt, D]: cross-attention K (after norm_k) and V */
 };
 
@@ -354,42 +356,75 @@ static void dump(const fb_dit_dump *dp, const char *name, const float *data, int
 
 /* ---- prompt ------------------------------------------------------------------------------ */
 
-size_t fb_dit_text_bytes(const fb_dit_config *cfg)
+/* A placed text lives in caller memory: the struct, then (64-byte aligned) its K/V. */
+static size_t text_kv_offset(void)
 {
-    return sizeof(fb_dit_text) +
-           (size_t)cfg->num_layers * 2 * cfg->text_len * cfg->dim * sizeof(float);
+    return (sizeof(fb_dit_text) + 63) & ~(size_t)63;
 }
 
-int fb_dit_text_prepare(const fb_dit *d, fb_kctx *kc, const float *context, int n_rows,
-                        const fb_dit_dump *dp, fb_dit_text **out, char *err, size_t err_size)
+static size_t text_kv_floats(const fb_dit_config *cfg)
 {
-    *out = NULL;
+    return (size_t)cfg->num_layers * 2 * cfg->text_len * cfg->dim;
+}
+
+size_t fb_dit_text_bytes(const fb_dit_config *cfg)
+{
+    return text_kv_offset() + text_kv_floats(cfg) * sizeof(float);
+}
+
+fb_dit_text *fb_dit_text_init(void *mem, size_t bytes, const fb_dit_config *cfg)
+{
+    if (!mem || !cfg || ((uintptr_t)mem & 63) || bytes < fb_dit_text_bytes(cfg))
+        return NULL;
+    fb_dit_text *t = mem;
+    memset(t, 0, sizeof *t);
+    t->text_len = cfg->text_len;
+    t->dim = cfg->dim;
+    t->n_layers = cfg->num_layers;
+    t->placed = 1;
+    t->kv = (float *)((char *)mem + text_kv_offset());
+    return t;
+}
+
+size_t fb_dit_text_scratch_bytes(const fb_dit_config *cfg)
+{
+    /* context padded to text_len [Lt, text_dim], hidden [Lt, D], embedded context [Lt, D] */
+    size_t Lt = (size_t)cfg->text_len;
+    return (Lt * cfg->text_dim + 2 * Lt * cfg->dim) * sizeof(float) + 64;
+}
+
+int fb_dit_text_prepare_into(const fb_dit *d, fb_kctx *kc, const float *context, int n_rows,
+                             const fb_dit_dump *dp, fb_dit_text *t, void *scratch,
+                             size_t scratch_bytes, char *err, size_t err_size)
+{
+    if (!d || !kc || !t) {
+        set_err(err, err_size, "dit: NULL model, context or prepared prompt");
+        return FB_DIT_ERR_ARG;
+    }
     const fb_dit_config *c = &d->cfg;
     if (!context || n_rows < 1 || n_rows > c->text_len) {
         set_err(err, err_size, "dit: context has %d rows, expected 1..%d (text_len)", n_rows,
                 c->text_len);
         return FB_DIT_ERR_ARG;
     }
-    int Lt = c->text_len, D = c->dim;
-    fb_dit_text *t = calloc(1, sizeof *t);
-    float *ctx = calloc((size_t)Lt * c->text_dim, sizeof(float));   /* [Lt, text_dim] */
-    float *h = malloc((size_t)Lt * D * sizeof(float));                /* [Lt, D] */
-    float *ce = malloc((size_t)Lt * D * sizeof(float));               /* [Lt, D] */
-    if (t)
-        t->kv = malloc((size_t)c->num_layers * 2 * Lt * D * sizeof(float));
-    if (!t || !ctx || !h || !ce || !t->kv) {
-        free(ctx);
-        free(h);
-        free(ce);
-        fb_dit_text_free(t);
-        set_err(err, err_size, "dit: out of memory preparing the prompt");
-        return FB_DIT_ERR_NOMEM;
+    if (t->dim != c->dim || t->n_layers != c->num_layers || t->text_len != c->text_len) {
+        set_err(err, err_size, "dit: the prepared prompt was made for another model");
+        return FB_DIT_ERR_ARG;
     }
-    t->text_len = Lt;
-    t->dim = D;
-    t->n_layers = c->num_layers;
-    /* rows n_rows..Lt-1 stay zero: they are embedded and attended like upstream's padding */
+    if (!scratch || scratch_bytes < fb_dit_text_scratch_bytes(c)) {
+        set_err(err, err_size, "dit: text scratch has %zu bytes, preparing a prompt needs %zu",
+                scratch ? scratch_bytes : 0, fb_dit_text_scratch_bytes(c));
+        return FB_DIT_ERR_SCRATCH;
+    }
+    /* nothing below can fail: a refused call has written nothing */
+    int Lt = c->text_len, D = c->dim;
+    float *ctx = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63); /* [Lt, text_dim] */
+    float *h = ctx + (size_t)Lt * c->text_dim;                          /* [Lt, D] */
+    float *ce = h + (size_t)Lt * D;                                     /* [Lt, D] */
+    /* rows n_rows..Lt-1 are zero: they are embedded and attended like upstream's padding */
     memcpy(ctx, context, (size_t)n_rows * c->text_dim * sizeof(float));
+    memset(ctx + (size_t)n_rows * c->text_dim, 0,
+           (size_t)(Lt - n_rows) * c->text_dim * sizeof(float));
     fb_linear(kc, ctx, d->text0_w, d->text0_b, h, Lt, D, c->text_dim); /* [Lt, D] */
     fb_gelu_tanh(kc, h, h, (size_t)Lt * D);                             /* [Lt, D] */
     fb_linear(kc, h, d->text2_w, d->text2_b, ce, Lt, D, D);            /* [Lt, D] context */
@@ -403,29 +438,57 @@ int fb_dit_text_prepare(const fb_dit *d, fb_kctx *kc, const float *context, int 
             fb_rmsnorm(kc, k, k, Lt, D, c->eps, ca->norm_k);
         fb_linear(kc, ce, ca->v_w, ca->v_b, v, Lt, D, D);
     }
-    free(ctx);
-    free(h);
-    free(ce);
+    return FB_DIT_OK;
+}
+
+int fb_dit_text_prepare(const fb_dit *d, fb_kctx *kc, const float *context, int n_rows,
+                        const fb_dit_dump *dp, fb_dit_text **out, char *err, size_t err_size)
+{
+    *out = NULL;
+    if (!d) {
+        set_err(err, err_size, "dit: NULL model");
+        return FB_DIT_ERR_ARG;
+    }
+    const fb_dit_config *c = &d->cfg;
+    size_t bytes = fb_dit_text_bytes(c), sb = fb_dit_text_scratch_bytes(c);
+    void *mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    void *scratch = malloc(sb);
+    fb_dit_text *t = mem ? fb_dit_text_init(mem, bytes, c) : NULL;
+    if (!t || !scratch) {
+        free(mem);
+        free(scratch);
+        set_err(err, err_size, "dit: out of memory preparing the prompt");
+        return FB_DIT_ERR_NOMEM;
+    }
+    t->placed = 0;   /* this one is ours: fb_dit_text_free releases it */
+    int rc = fb_dit_text_prepare_into(d, kc, context, n_rows, dp, t, scratch, sb, err, err_size);
+    free(scratch);
+    if (rc != FB_DIT_OK) {
+        free(mem);
+        return rc;
+    }
     *out = t;
     return FB_DIT_OK;
 }
 
 void fb_dit_text_free(fb_dit_text *t)
 {
-    if (!t)
+    if (!t || t->placed)
         return;
-    free(t->kv);
-    free(t);
+    free(t);   /* the K/V follow the struct in the same block */
 }
 
 /* ---- scratch ----------------------------------------------------------------------------- */
 
+/* A batch's working set: the token rows of every call one after another (L = the sum of the
+ * calls' tokens), the keys and values of one call at a time (Lk = the most keys a call
+ * attends to), every call's key positions (Lk_sum), and each call's time embedding. */
 typedef struct {
     float *x, *a, *q, *att, *y;   /* [L, D] */
     float *kall, *vall;           /* [Lk, D] */
-    float *big;                   /* [L, max(ffn_dim, patch_in, patch_out)] */
-    float *small;                 /* time embedding and modulation vectors */
-    int *pos;                     /* [Lk, 3] */
+    float *big;                   /* [L, big_width]: patches, FFN hidden, the new K and V */
+    float *small;                 /* time embedding temporaries, then per call vectors */
+    int *pos;                     /* [Lk_sum, 3] */
 } dit_bufs;
 
 #define ALIGN_F 16   /* floats per 64 bytes */
@@ -435,11 +498,16 @@ static size_t al(size_t n)
     return (n + ALIGN_F - 1) / ALIGN_F * ALIGN_F;
 }
 
-static size_t small_floats(const fb_dit_config *c)
+/* sinusoid, silu(e), h: shared temporaries of the time embedding */
+static size_t shared_small(const fb_dit_config *c)
 {
-    /* sinusoid, e, silu(e), h, e0, modulation, head modulation */
-    return al((size_t)c->freq_dim) + 3 * al((size_t)c->dim) + 2 * al((size_t)6 * c->dim) +
-           al((size_t)2 * c->dim);
+    return al((size_t)c->freq_dim) + 2 * al((size_t)c->dim);
+}
+
+/* e [D], e0 [6, D], the layer's modulation [6, D] and the head's [2, D] of one call */
+static size_t call_small(const fb_dit_config *c)
+{
+    return al((size_t)c->dim) + 2 * al((size_t)6 * c->dim) + al((size_t)2 * c->dim);
 }
 
 static size_t big_width(const fb_dit_config *c)
@@ -451,11 +519,14 @@ static size_t big_width(const fb_dit_config *c)
         w = pin;
     if (pout > w)
         w = pout;
+    if ((size_t)2 * c->dim > w)
+        w = (size_t)2 * c->dim;   /* the new keys and values of every call, side by side */
     return w;
 }
 
 /* Carves the buffers out of base (or just counts when base is NULL); returns bytes needed. */
-static size_t carve(const fb_dit_config *c, size_t L, size_t Lk, void *base, dit_bufs *b)
+static size_t carve(const fb_dit_config *c, size_t L, size_t Lk, size_t Lk_sum, int n_calls,
+                    void *base, dit_bufs *b)
 {
     size_t D = (size_t)c->dim, off = 0;
     float *f = base;
@@ -473,22 +544,29 @@ static size_t carve(const fb_dit_config *c, size_t L, size_t Lk, void *base, dit
     TAKE(kall, Lk * D);
     TAKE(vall, Lk * D);
     TAKE(big, L * big_width(c));
-    TAKE(small, small_floats(c));
+    TAKE(small, shared_small(c) + (size_t)n_calls * call_small(c));
 #undef TAKE
     if (f)
         b->pos = (int *)(f + off);
-    off += al(Lk * 3);   /* ints are float-sized */
+    off += al(Lk_sum * 3);   /* ints are float-sized */
     return off * sizeof(float) + 64;   /* + 64: room to align an unaligned base */
+}
+
+size_t fb_dit_scratch_bytes_batch(const fb_dit_config *cfg, int n_calls, int max_frames,
+                                  int max_past_frames, int tokens_per_frame)
+{
+    if (!cfg || n_calls < 1 || n_calls > FB_DIT_MAX_BATCH || max_frames < 1 ||
+        max_past_frames < 0 || tokens_per_frame < 1)
+        return 0;
+    size_t L = (size_t)max_frames * tokens_per_frame;
+    size_t Lk = L + (size_t)max_past_frames * tokens_per_frame;
+    return carve(cfg, L * n_calls, Lk, Lk * n_calls, n_calls, NULL, NULL);
 }
 
 size_t fb_dit_scratch_bytes(const fb_dit_config *cfg, int max_frames, int max_past_frames,
                             int tokens_per_frame)
 {
-    if (max_frames < 1 || max_past_frames < 0 || tokens_per_frame < 1)
-        return 0;
-    size_t L = (size_t)max_frames * tokens_per_frame;
-    size_t Lk = L + (size_t)max_past_frames * tokens_per_frame;
-    return carve(cfg, L, Lk, NULL, NULL);
+    return fb_dit_scratch_bytes_batch(cfg, 1, max_frames, max_past_frames, tokens_per_frame);
 }
 
 double fb_dit_flops(const fb_dit_config *c, int n_frames, int n_past, int tpf)
@@ -504,9 +582,9 @@ double fb_dit_flops(const fb_dit_config *c, int n_frames, int n_past, int tpf)
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* Checks everything a call needs before any compute. */
-static int check_call(const fb_dit *d, const fb_dit_call *call, size_t scratch_bytes,
-                      char *err, size_t n, int *tpf_out)
+/* Checks everything a call needs before any compute (the scratch is checked per batch). */
+static int check_call(const fb_dit *d, const fb_dit_call *call, char *err, size_t n,
+                      int *tpf_out)
 {
     const fb_dit_config *c = &d->cfg;
     if (!call || !call->x || !call->out || !call->text || call->n_frames < 1) {
@@ -604,12 +682,6 @@ static int check_call(const fb_dit *d, const fb_dit_call *call, size_t scratch_b
                     return FB_DIT_ERR_PLAN;
                 }
     }
-    size_t need = fb_dit_scratch_bytes(c, call->n_frames, n_past, tpf);
-    if (scratch_bytes < need) {
-        set_err(err, n, "dit: scratch has %zu bytes, this call needs %zu (%d frames, %d past)",
-                scratch_bytes, need, call->n_frames, n_past);
-        return FB_DIT_ERR_SCRATCH;
-    }
     return FB_DIT_OK;
 }
 
@@ -668,152 +740,286 @@ static void dump_tokens(const fb_dit_dump *dp, const char *fmt, int layer, const
     dump(dp, name, data, 3, (int64_t)1, (int64_t)L, (int64_t)D);
 }
 
+
+/* Where one call's rows sit in a batch. */
+typedef struct {
+    size_t off, L, Lp, Lk;       /* first token row, tokens, past tokens, keys */
+    int n_past, tpf;             /* past frames; tokens per frame (calls may differ) */
+    int *pos;                    /* [Lk, 3] key positions; queries use the last L */
+    float *e, *e0, *mod, *hmod;  /* [D], [6, D], [6, D], [2, D] */
+} call_rows;
+
+/* Every check of every call, then the scratch for the whole batch; fills the row layout. */
+static int check_batch(const fb_dit *d, const fb_dit_call *calls, int n, size_t scratch_bytes,
+                       call_rows *cr, int *seg, size_t *L_out, size_t *Lk_out,
+                       size_t *Lk_sum_out, char *err, size_t err_size)
+{
+    if (n < 1 || n > FB_DIT_MAX_BATCH) {
+        set_err(err, err_size, "dit: a batch holds 1..%d calls, got %d", FB_DIT_MAX_BATCH, n);
+        return FB_DIT_ERR_ARG;
+    }
+    size_t L = 0, Lk = 0, Lk_sum = 0;
+    for (int i = 0; i < n; i++) {
+        char e1[512];
+        int tpf = 0;
+        int rc = check_call(d, &calls[i], e1, sizeof e1, &tpf);
+        if (rc) {
+            if (n > 1)
+                set_err(err, err_size, "call %d of the batch: %s", i, e1);
+            else
+                set_err(err, err_size, "%s", e1);
+            return rc;
+        }
+        cr[i].tpf = tpf;
+        cr[i].n_past = calls[i].plan ? calls[i].plan->n_past : 0;
+        cr[i].off = L;
+        cr[i].L = (size_t)calls[i].n_frames * tpf;
+        cr[i].Lp = (size_t)cr[i].n_past * tpf;
+        cr[i].Lk = cr[i].Lp + cr[i].L;
+        if (cr[i].L > (size_t)1 << 30) {
+            set_err(err, err_size, "dit: call %d has too many tokens", i);
+            return FB_DIT_ERR_ARG;
+        }
+        seg[i] = (int)cr[i].L;
+        L += cr[i].L;
+        Lk_sum += cr[i].Lk;
+        if (cr[i].Lk > Lk)
+            Lk = cr[i].Lk;
+    }
+    if (L > (size_t)1 << 30) {
+        set_err(err, err_size, "dit: the batch has too many tokens (%zu)", L);
+        return FB_DIT_ERR_ARG;
+    }
+    size_t need = carve(&d->cfg, L, Lk, Lk_sum, n, NULL, NULL);
+    if (scratch_bytes < need) {
+        set_err(err, err_size, "dit: scratch has %zu bytes, this %s needs %zu (%zu tokens, at "
+                "most %zu keys per call)", scratch_bytes, n > 1 ? "batch" : "call", need, L,
+                Lk);
+        return FB_DIT_ERR_SCRATCH;
+    }
+    *L_out = L;
+    *Lk_out = Lk;
+    *Lk_sum_out = Lk_sum;
+    return FB_DIT_OK;
+}
+
+/* Runs a per-call dump of token rows [L, D] for every call that has a hook. */
+static void dump_rows(const fb_dit_call *calls, const call_rows *cr, int n, const char *fmt,
+                      int layer, const float *data, size_t D)
+{
+    for (int i = 0; i < n; i++)
+        if (calls[i].dump && calls[i].dump->fn)
+            dump_tokens(calls[i].dump, fmt, layer, data + cr[i].off * D, cr[i].L, D);
+}
+
+static int any_dump(const fb_dit_call *calls, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (calls[i].dump && calls[i].dump->fn)
+            return 1;
+    return 0;
+}
+
 int fb_dit_forward(const fb_dit *d, fb_kctx *kc, void *scratch, size_t scratch_bytes,
                    const fb_dit_call *call, char *err, size_t err_size)
 {
-    int tpf = 0;
-    if (!d || !kc || !scratch) {
-        set_err(err, err_size, "dit: NULL model, context or scratch");
+    if (!call) {
+        set_err(err, err_size, "dit: call is NULL");
         return FB_DIT_ERR_ARG;
     }
-    int rc = check_call(d, call, scratch_bytes, err, err_size, &tpf);
+    return fb_dit_forward_batch(d, kc, scratch, scratch_bytes, call, 1, err, err_size);
+}
+
+/* The batch runs every per-token operation once over the rows of all calls (the linear
+ * layers through fb_linear_rows, which keeps each call's rows as they would be alone; row-wise
+ * norms and activations, whose rows never interact), and everything that belongs to one call
+ * on that call's rows only: its time modulation, its self-attention over its own cache and
+ * positions, its cross-attention over its own prompt. A batch of one is the single call. */
+int fb_dit_forward_batch(const fb_dit *d, fb_kctx *kc, void *scratch, size_t scratch_bytes,
+                         const fb_dit_call *calls, int n, char *err, size_t err_size)
+{
+    if (!d || !kc || !scratch || !calls) {
+        set_err(err, err_size, "dit: NULL model, context, scratch or calls");
+        return FB_DIT_ERR_ARG;
+    }
+    call_rows cr[FB_DIT_MAX_BATCH];
+    int seg[FB_DIT_MAX_BATCH];
+    size_t L = 0, Lkmax = 0, Lk_sum = 0;
+    int rc = check_batch(d, calls, n, scratch_bytes, cr, seg, &L, &Lkmax, &Lk_sum, err,
+                         err_size);
     if (rc)
         return rc;
     const fb_dit_config *c = &d->cfg;
-    const fb_dit_dump *dp = call->dump;
-    const fb_kv_plan *plan = call->plan;
-    fb_kvcache *kv = call->cache;
-    const int F = call->n_frames, H = call->height, W = call->width;
-    const int ph = c->patch_size[1], pw = c->patch_size[2], hp = H / ph, wp = W / pw;
+    const int ph = c->patch_size[1], pw = c->patch_size[2];
     const int D = c->dim, NH = c->num_heads, Dh = d->head_dim, Lt = c->text_len;
-    const int n_past = plan ? plan->n_past : 0;
-    const size_t L = (size_t)F * tpf, Lp = (size_t)n_past * tpf, Lk = Lp + L;
-    const size_t frame_floats = (size_t)tpf * D;
     const float scale = 1.0f / sqrtf((float)Dh);
+    const int dumping = any_dump(calls, n);
 
     dit_bufs b;
     void *base = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    carve(c, L, Lk, base, &b);
-    float *sinus = b.small;                       /* [freq_dim] */
-    float *e = sinus + al((size_t)c->freq_dim);   /* [D] */
-    float *e_silu = e + al((size_t)D);            /* [D] */
-    float *th = e_silu + al((size_t)D);           /* [D] */
-    float *e0 = th + al((size_t)D);               /* [6, D] */
-    float *mod = e0 + al((size_t)6 * D);          /* [6, D] */
-    float *hmod = mod + al((size_t)6 * D);        /* [2, D] */
+    carve(c, L, Lkmax, Lk_sum, n, base, &b);
+    float *sinus = b.small;                        /* [freq_dim] */
+    float *e_silu = sinus + al((size_t)c->freq_dim); /* [D] */
+    float *th = e_silu + al((size_t)D);            /* [D] */
+    float *per_call = th + al((size_t)D);
+    int *pos = b.pos;
+    for (int i = 0; i < n; i++) {
+        float *v = per_call + (size_t)i * call_small(c);
+        cr[i].e = v;                               /* [D] */
+        cr[i].e0 = cr[i].e + al((size_t)D);        /* [6, D] */
+        cr[i].mod = cr[i].e0 + al((size_t)6 * D);  /* [6, D] */
+        cr[i].hmod = cr[i].mod + al((size_t)6 * D);/* [2, D] */
+        cr[i].pos = pos;
+        pos += 3 * cr[i].Lk;
+    }
 
-    /* time embedding: one t for every frame of the call, so once per call */
-    fb_time_sinusoid((double)call->t, c->freq_dim, sinus);             /* [freq_dim] */
-    dump(dp, "sinusoid", sinus, 2, (int64_t)1, (int64_t)c->freq_dim);
-    fb_linear(kc, sinus, d->time0_w, d->time0_b, th, 1, D, c->freq_dim); /* [D] */
-    fb_silu(kc, th, th, (size_t)D);                                     /* [D] */
-    fb_linear(kc, th, d->time2_w, d->time2_b, e, 1, D, D);             /* [D] e */
-    dump(dp, "e", e, 2, (int64_t)1, (int64_t)D);
-    fb_silu(kc, e, e_silu, (size_t)D);                                  /* [D] */
-    fb_linear(kc, e_silu, d->tproj_w, d->tproj_b, e0, 1, 6 * D, D);    /* [6, D] e0 */
-    dump(dp, "e0", e0, 3, (int64_t)1, (int64_t)6, (int64_t)D);
+    /* time embedding: one t for every frame of a call, so once per call */
+    for (int i = 0; i < n; i++) {
+        const fb_dit_dump *dp = calls[i].dump;
+        fb_time_sinusoid((double)calls[i].t, c->freq_dim, sinus);           /* [freq_dim] */
+        dump(dp, "sinusoid", sinus, 2, (int64_t)1, (int64_t)c->freq_dim);
+        fb_linear(kc, sinus, d->time0_w, d->time0_b, th, 1, D, c->freq_dim); /* [D] */
+        fb_silu(kc, th, th, (size_t)D);                                     /* [D] */
+        fb_linear(kc, th, d->time2_w, d->time2_b, cr[i].e, 1, D, D);       /* [D] e */
+        dump(dp, "e", cr[i].e, 2, (int64_t)1, (int64_t)D);
+        fb_silu(kc, cr[i].e, e_silu, (size_t)D);                            /* [D] */
+        fb_linear(kc, e_silu, d->tproj_w, d->tproj_b, cr[i].e0, 1, 6 * D, D); /* [6, D] e0 */
+        dump(dp, "e0", cr[i].e0, 3, (int64_t)1, (int64_t)6, (int64_t)D);
+    }
 
-    if (dp && dp->fn) {
+    if (dumping) {
         /* the RoPE table, (cos, sin) per position and pair, as float */
         size_t nf = (size_t)d->rope.n_pos * (Dh / 2) * 2;
         float *tab = malloc(nf * sizeof(float));
         if (tab) {
             for (size_t i = 0; i < nf; i++)
                 tab[i] = (float)d->rope.cs[i];
-            dump(dp, "rope_freqs", tab, 3, (int64_t)d->rope.n_pos, (int64_t)(Dh / 2),
-                 (int64_t)2);
+            for (int i = 0; i < n; i++)
+                dump(calls[i].dump, "rope_freqs", tab, 3, (int64_t)d->rope.n_pos,
+                     (int64_t)(Dh / 2), (int64_t)2);
             free(tab);
         }
     }
 
     /* patch embedding: Conv3d with stride = kernel is a GEMM over patches */
-    patchify(call->x, b.big, c->in_dim, F, H, W, ph, pw);              /* [L, patch_in] */
-    fb_linear(kc, b.big, d->patch_w, d->patch_b, b.x, (int)L, D, d->patch_in); /* [L, D] */
-    dump(dp, "patch_tokens", b.x, 3, (int64_t)1, (int64_t)L, (int64_t)D);
+    for (int i = 0; i < n; i++)
+        patchify(calls[i].x, b.big + cr[i].off * d->patch_in, c->in_dim, calls[i].n_frames,
+                 calls[i].height, calls[i].width, ph, pw);                  /* [L, patch_in] */
+    fb_linear_rows(kc, b.big, d->patch_w, d->patch_b, b.x, seg, n, D, d->patch_in); /* [L, D] */
+    for (int i = 0; i < n; i++)
+        dump(calls[i].dump, "patch_tokens", b.x + cr[i].off * D, 3, (int64_t)1,
+             (int64_t)cr[i].L, (int64_t)D);
 
-    /* RoPE positions of the keys: past frames then the call's frames; queries use the tail */
-    int frame_pos0[FB_KV_MAX_FRAMES];
-    const int *frame_pos = plan ? plan->frame_pos : frame_pos0;
-    if (!plan)
-        for (int f = 0; f < F; f++)
-            frame_pos0[f] = f;
-    if (n_past)
-        fill_pos(b.pos, plan->past_pos, n_past, hp, wp);                /* [Lp, 3] */
-    int *qpos = b.pos + 3 * Lp;
-    fill_pos(qpos, frame_pos, F, hp, wp);                               /* [L, 3] */
+    for (int i = 0; i < n; i++) {
+        const fb_dit_call *call = &calls[i];
+        const fb_kv_plan *plan = call->plan;
+        const int F = call->n_frames, hp = call->height / ph, wp = call->width / pw;
+        /* RoPE positions of the keys: past frames then the call's frames; queries use the
+         * tail */
+        int frame_pos0[FB_KV_MAX_FRAMES];
+        const int *frame_pos = plan ? plan->frame_pos : frame_pos0;
+        if (!plan)
+            for (int f = 0; f < F; f++)
+                frame_pos0[f] = f;
+        if (cr[i].n_past)
+            fill_pos(cr[i].pos, plan->past_pos, cr[i].n_past, hp, wp);     /* [Lp, 3] */
+        fill_pos(cr[i].pos + 3 * cr[i].Lp, frame_pos, F, hp, wp);           /* [L, 3] */
 
-    /* the storing pass also keeps the clean latents of the written frames, when the cache
-     * keeps latents (the input of a later re-cache) */
-    if (call->write_kv)
-        for (int f = 0; f < F; f++) {
-            int s = plan->write_slot[f];
-            float *lat = s >= 0 ? fb_kvcache_slot_latent(kv, s) : NULL;
-            if (!lat)
-                continue;
-            for (int ci = 0; ci < c->in_dim; ci++)                    /* [C, H, W] */
-                memcpy(lat + (size_t)ci * H * W, call->x + ((size_t)ci * F + f) * H * W,
-                       (size_t)H * W * sizeof(float));
-        }
-
-    float *k_new = b.kall + Lp * D;   /* [L, D] the call's keys, after the past */
-    float *v_new = b.vall + Lp * D;   /* [L, D] */
-
-    for (int i = 0; i < c->num_layers; i++) {
-        const dit_block *blk = &d->blocks[i];
-        const dit_attn *sa = &blk->self_attn, *ca = &blk->cross_attn;
-        for (int r = 0; r < 6 * D; r++)
-            mod[r] = blk->modulation[r] + e0[r];                       /* [6, D] */
-        const float *shift_msa = mod, *scale_msa = mod + D, *gate_msa = mod + 2 * D;
-        const float *shift_ffn = mod + 3 * D, *scale_ffn = mod + 4 * D, *gate_ffn = mod + 5 * D;
-        const int dump_block = dp && dp->fn;
-
-        /* ---- self-attention ---- */
-        fb_modulate(kc, b.x, b.a, (int)L, D, c->eps, shift_msa, scale_msa); /* [L, D] */
-        if (dump_block)
-            dump_tokens(dp, "block%d.self_attn_in", i, b.a, L, (size_t)D);
-        fb_linear(kc, b.a, sa->q_w, sa->q_b, b.q, (int)L, D, D);          /* [L, D] */
-        if (sa->norm_q)
-            fb_rmsnorm(kc, b.q, b.q, (int)L, D, c->eps, sa->norm_q);      /* [L, D] */
-        fb_linear(kc, b.a, sa->k_w, sa->k_b, k_new, (int)L, D, D);        /* [L, D] */
-        if (sa->norm_k)
-            fb_rmsnorm(kc, k_new, k_new, (int)L, D, c->eps, sa->norm_k);  /* [L, D] */
-        fb_linear(kc, b.a, sa->v_w, sa->v_b, v_new, (int)L, D, D);        /* [L, D] */
-        if (dump_block) {
-            dump_tokens(dp, "block%d.q_normed", i, b.q, L, (size_t)D);
-            dump_tokens(dp, "block%d.k_normed", i, k_new, L, (size_t)D);
-        }
-        /* past K/V of this layer are read before the call's own are stored: a planned write
-         * slot may be a slot this call still attends to (the ring's oldest frame) */
-        for (int j = 0; j < n_past; j++) {
-            memcpy(b.kall + (size_t)j * frame_floats,                      /* [tpf, D] */
-                   fb_kvcache_slot_k(kv, i, plan->past_slot[j]), frame_floats * sizeof(float));
-            memcpy(b.vall + (size_t)j * frame_floats,                      /* [tpf, D] */
-                   fb_kvcache_slot_v(kv, i, plan->past_slot[j]), frame_floats * sizeof(float));
-        }
-        if (call->write_kv)
+        /* the storing pass also keeps the clean latents of the written frames, when the
+         * cache keeps latents (the input of a later re-cache) */
+        if (call->write_kv) {
+            size_t hw = (size_t)call->height * call->width;
             for (int f = 0; f < F; f++) {
                 int s = plan->write_slot[f];
-                if (s < 0)
+                float *lat = s >= 0 ? fb_kvcache_slot_latent(call->cache, s) : NULL;
+                if (!lat)
                     continue;
-                memcpy(fb_kvcache_slot_k(kv, i, s), k_new + (size_t)f * frame_floats,
-                       frame_floats * sizeof(float));                      /* pre-RoPE keys */
-                memcpy(fb_kvcache_slot_v(kv, i, s), v_new + (size_t)f * frame_floats,
+                for (int ci = 0; ci < c->in_dim; ci++)                    /* [C, H, W] */
+                    memcpy(lat + (size_t)ci * hw, call->x + ((size_t)ci * F + f) * hw,
+                           hw * sizeof(float));
+            }
+        }
+    }
+
+    float *k_cat = b.big;              /* [L, D] every call's new keys */
+    float *v_cat = b.big + L * D;      /* [L, D] and values */
+
+    for (int l = 0; l < c->num_layers; l++) {
+        const dit_block *blk = &d->blocks[l];
+        const dit_attn *sa = &blk->self_attn, *ca = &blk->cross_attn;
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < 6 * D; r++)
+                cr[i].mod[r] = blk->modulation[r] + cr[i].e0[r];           /* [6, D] */
+        /* shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn: rows 0..5 of mod */
+#define MOD(i, row) (cr[i].mod + (size_t)(row) * D)
+#define ROWS(p, i) ((p) + cr[i].off * D)
+
+        /* ---- self-attention ---- */
+        for (int i = 0; i < n; i++)
+            fb_modulate(kc, ROWS(b.x, i), ROWS(b.a, i), (int)cr[i].L, D, c->eps, MOD(i, 0),
+                        MOD(i, 1));                                         /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.self_attn_in", l, b.a, (size_t)D);
+        fb_linear_rows(kc, b.a, sa->q_w, sa->q_b, b.q, seg, n, D, D);      /* [L, D] */
+        if (sa->norm_q)
+            fb_rmsnorm(kc, b.q, b.q, (int)L, D, c->eps, sa->norm_q);      /* [L, D] */
+        fb_linear_rows(kc, b.a, sa->k_w, sa->k_b, k_cat, seg, n, D, D);    /* [L, D] */
+        if (sa->norm_k)
+            fb_rmsnorm(kc, k_cat, k_cat, (int)L, D, c->eps, sa->norm_k);  /* [L, D] */
+        fb_linear_rows(kc, b.a, sa->v_w, sa->v_b, v_cat, seg, n, D, D);    /* [L, D] */
+        if (dumping) {
+            dump_rows(calls, cr, n, "block%d.q_normed", l, b.q, (size_t)D);
+            dump_rows(calls, cr, n, "block%d.k_normed", l, k_cat, (size_t)D);
+        }
+        for (int i = 0; i < n; i++) {
+            const fb_dit_call *call = &calls[i];
+            const fb_kv_plan *plan = call->plan;
+            fb_kvcache *kv = call->cache;
+            const size_t Lp = cr[i].Lp, Li = cr[i].L, Lk = cr[i].Lk;
+            const size_t frame_floats = (size_t)cr[i].tpf * D;
+            const float *k_new = ROWS(k_cat, i), *v_new = ROWS(v_cat, i);
+            /* past K/V of this layer are read before the call's own are stored: a planned
+             * write slot may be a slot this call still attends to (the ring's oldest frame) */
+            for (int j = 0; j < cr[i].n_past; j++) {
+                memcpy(b.kall + (size_t)j * frame_floats,                  /* [tpf, D] */
+                       fb_kvcache_slot_k(kv, l, plan->past_slot[j]),
+                       frame_floats * sizeof(float));
+                memcpy(b.vall + (size_t)j * frame_floats,                  /* [tpf, D] */
+                       fb_kvcache_slot_v(kv, l, plan->past_slot[j]),
                        frame_floats * sizeof(float));
             }
-        fb_rope_apply(kc, &d->rope, b.q, (int)L, NH, qpos);               /* [L, NH, Dh] */
-        fb_rope_apply(kc, &d->rope, b.kall, (int)Lk, NH, b.pos);          /* [Lk, NH, Dh] */
-        if (dump_block) {
-            char name[64];
-            snprintf(name, sizeof name, "block%d.q_roped", i);
-            dump(dp, name, b.q, 4, (int64_t)1, (int64_t)L, (int64_t)NH, (int64_t)Dh);
-            snprintf(name, sizeof name, "block%d.k_roped", i);
-            dump(dp, name, k_new, 4, (int64_t)1, (int64_t)L, (int64_t)NH, (int64_t)Dh);
+            if (call->write_kv)
+                for (int f = 0; f < call->n_frames; f++) {
+                    int s = plan->write_slot[f];
+                    if (s < 0)
+                        continue;
+                    memcpy(fb_kvcache_slot_k(kv, l, s), k_new + (size_t)f * frame_floats,
+                           frame_floats * sizeof(float));                  /* pre-RoPE keys */
+                    memcpy(fb_kvcache_slot_v(kv, l, s), v_new + (size_t)f * frame_floats,
+                           frame_floats * sizeof(float));
+                }
+            memcpy(b.kall + Lp * D, k_new, Li * D * sizeof(float));        /* [L, D] */
+            memcpy(b.vall + Lp * D, v_new, Li * D * sizeof(float));        /* [L, D] */
+            float *qi = ROWS(b.q, i);
+            fb_rope_apply(kc, &d->rope, qi, (int)Li, NH, cr[i].pos + 3 * Lp); /* [L, NH, Dh] */
+            fb_rope_apply(kc, &d->rope, b.kall, (int)Lk, NH, cr[i].pos);   /* [Lk, NH, Dh] */
+            if (call->dump && call->dump->fn) {
+                char name[64];
+                snprintf(name, sizeof name, "block%d.q_roped", l);
+                dump(call->dump, name, qi, 4, (int64_t)1, (int64_t)Li, (int64_t)NH,
+                     (int64_t)Dh);
+                snprintf(name, sizeof name, "block%d.k_roped", l);
+                dump(call->dump, name, b.kall + Lp * D, 4, (int64_t)1, (int64_t)Li,
+                     (int64_t)NH, (int64_t)Dh);
+            }
+            fb_attention(kc, qi, b.kall, b.vall, ROWS(b.att, i), (int)Li, (int)Lk, NH, Dh,
+                         scale);                                            /* [L, D] */
         }
-        fb_attention(kc, b.q, b.kall, b.vall, b.att, (int)L, (int)Lk, NH, Dh, scale); /* [L, D] */
-        fb_linear(kc, b.att, sa->o_w, sa->o_b, b.y, (int)L, D, D);        /* [L, D] */
-        if (dump_block)
-            dump_tokens(dp, "block%d.self_attn_out", i, b.y, L, (size_t)D);
-        fb_gated_add(kc, b.x, b.y, gate_msa, (int)L, D);                  /* [L, D] x += y*g */
+        fb_linear_rows(kc, b.att, sa->o_w, sa->o_b, b.y, seg, n, D, D);    /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.self_attn_out", l, b.y, (size_t)D);
+        for (int i = 0; i < n; i++)
+            fb_gated_add(kc, ROWS(b.x, i), ROWS(b.y, i), MOD(i, 2), (int)cr[i].L, D); /* x += y*g */
 
         /* ---- cross-attention (no modulation, no gate) ---- */
         const float *xn = b.x;
@@ -821,40 +1027,60 @@ int fb_dit_forward(const fb_dit *d, fb_kctx *kc, void *scratch, size_t scratch_b
             fb_layernorm(kc, b.x, b.a, (int)L, D, c->eps, blk->norm3_w, blk->norm3_b); /* [L, D] */
             xn = b.a;
         }
-        if (dump_block)
-            dump_tokens(dp, "block%d.norm3_out", i, xn, L, (size_t)D);
-        fb_linear(kc, xn, ca->q_w, ca->q_b, b.q, (int)L, D, D);           /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.norm3_out", l, xn, (size_t)D);
+        fb_linear_rows(kc, xn, ca->q_w, ca->q_b, b.q, seg, n, D, D);       /* [L, D] */
         if (ca->norm_q)
             fb_rmsnorm(kc, b.q, b.q, (int)L, D, c->eps, ca->norm_q);      /* [L, D] */
-        const float *tk = call->text->kv + (size_t)i * 2 * Lt * D;        /* [Lt, D] */
-        const float *tv = tk + (size_t)Lt * D;                            /* [Lt, D] */
-        fb_attention(kc, b.q, tk, tv, b.att, (int)L, Lt, NH, Dh, scale);  /* [L, D] */
-        fb_linear(kc, b.att, ca->o_w, ca->o_b, b.y, (int)L, D, D);        /* [L, D] */
-        if (dump_block)
-            dump_tokens(dp, "block%d.cross_attn_out", i, b.y, L, (size_t)D);
+        for (int i = 0; i < n; i++) {
+            const float *tk = calls[i].text->kv + (size_t)l * 2 * Lt * D; /* [Lt, D] */
+            const float *tv = tk + (size_t)Lt * D;                        /* [Lt, D] */
+            fb_attention(kc, ROWS(b.q, i), tk, tv, ROWS(b.att, i), (int)cr[i].L, Lt, NH, Dh,
+                         scale);                                            /* [L, D] */
+        }
+        fb_linear_rows(kc, b.att, ca->o_w, ca->o_b, b.y, seg, n, D, D);    /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.cross_attn_out", l, b.y, (size_t)D);
         fb_gated_add(kc, b.x, b.y, NULL, (int)L, D);                      /* [L, D] x += y */
 
         /* ---- feed-forward ---- */
-        fb_modulate(kc, b.x, b.a, (int)L, D, c->eps, shift_ffn, scale_ffn); /* [L, D] */
-        if (dump_block)
-            dump_tokens(dp, "block%d.ffn_in", i, b.a, L, (size_t)D);
-        fb_linear(kc, b.a, blk->ffn0_w, blk->ffn0_b, b.big, (int)L, c->ffn_dim, D); /* [L, Ff] */
+        for (int i = 0; i < n; i++)
+            fb_modulate(kc, ROWS(b.x, i), ROWS(b.a, i), (int)cr[i].L, D, c->eps, MOD(i, 3),
+                        MOD(i, 4));                                         /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.ffn_in", l, b.a, (size_t)D);
+        fb_linear_rows(kc, b.a, blk->ffn0_w, blk->ffn0_b, b.big, seg, n, c->ffn_dim,
+                       D);                                                  /* [L, Ff] */
         fb_gelu_tanh(kc, b.big, b.big, L * (size_t)c->ffn_dim);           /* [L, Ff] */
-        fb_linear(kc, b.big, blk->ffn2_w, blk->ffn2_b, b.y, (int)L, D, c->ffn_dim); /* [L, D] */
-        if (dump_block)
-            dump_tokens(dp, "block%d.ffn_out", i, b.y, L, (size_t)D);
-        fb_gated_add(kc, b.x, b.y, gate_ffn, (int)L, D);                  /* [L, D] x += y*g */
-        if (dump_block)
-            dump_tokens(dp, "block%d.out", i, b.x, L, (size_t)D);
+        fb_linear_rows(kc, b.big, blk->ffn2_w, blk->ffn2_b, b.y, seg, n, D,
+                       c->ffn_dim);                                         /* [L, D] */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.ffn_out", l, b.y, (size_t)D);
+        for (int i = 0; i < n; i++)
+            fb_gated_add(kc, ROWS(b.x, i), ROWS(b.y, i), MOD(i, 5), (int)cr[i].L, D); /* x += y*g */
+        if (dumping)
+            dump_rows(calls, cr, n, "block%d.out", l, b.x, (size_t)D);
     }
 
     /* head: modulation from the raw time embedding e */
-    dump(dp, "head_in", b.x, 3, (int64_t)1, (int64_t)L, (int64_t)D);
-    for (int r = 0; r < 2 * D; r++)
-        hmod[r] = d->head_mod[r] + e[r % D];                             /* [2, D] */
-    fb_modulate(kc, b.x, b.a, (int)L, D, c->eps, hmod, hmod + D);        /* [L, D] */
-    fb_linear(kc, b.a, d->head_w, d->head_b, b.big, (int)L, d->patch_out, D); /* [L, patch_out] */
-    dump(dp, "head_out", b.big, 3, (int64_t)1, (int64_t)L, (int64_t)d->patch_out);
-    unpatchify(b.big, call->out, c->out_dim, F, H, W, ph, pw);          /* [C_out, F, H, W] */
+    for (int i = 0; i < n; i++) {
+        dump(calls[i].dump, "head_in", ROWS(b.x, i), 3, (int64_t)1, (int64_t)cr[i].L,
+             (int64_t)D);
+        for (int r = 0; r < 2 * D; r++)
+            cr[i].hmod[r] = d->head_mod[r] + cr[i].e[r % D];               /* [2, D] */
+        fb_modulate(kc, ROWS(b.x, i), ROWS(b.a, i), (int)cr[i].L, D, c->eps, cr[i].hmod,
+                    cr[i].hmod + D);                                        /* [L, D] */
+    }
+    fb_linear_rows(kc, b.a, d->head_w, d->head_b, b.big, seg, n, d->patch_out,
+                   D);                                                      /* [L, patch_out] */
+    for (int i = 0; i < n; i++) {
+        const float *rows = b.big + cr[i].off * d->patch_out;
+        dump(calls[i].dump, "head_out", rows, 3, (int64_t)1, (int64_t)cr[i].L,
+             (int64_t)d->patch_out);
+        unpatchify(rows, calls[i].out, c->out_dim, calls[i].n_frames, calls[i].height,
+                   calls[i].width, ph, pw);                                 /* [C_out, F, H, W] */
+    }
+#undef MOD
+#undef ROWS
     return FB_DIT_OK;
 }

@@ -13,6 +13,15 @@
  * its latents x too when the cache keeps latents; then fb_kvcache_commit() makes them visible. Without a plan the chunk attends only to itself at
  * positions 0..F-1 (Wan2.1's bidirectional WanModel).
  *
+ * Batches: fb_dit_forward_batch() runs several independent calls (of one stream or of many;
+ * each with its own latents, t, prompt, cache, plan and frame count) as one forward pass: the
+ * token rows of all calls are stacked and every linear layer is one GEMM over the stack
+ * (fb_linear_rows, which keeps each call's rows bit for bit what they are alone), while the
+ * modulation, self-attention (own cache, own positions) and cross-attention (own prompt) stay
+ * per call. Every call's output is bit for bit the output of fb_dit_forward on it alone, so
+ * batching never changes a stream's frames. Calls run as if one after another in array order
+ * (two calls on the same cache see each other's writes as sequential calls would).
+ *
  * Usage:
  *     fb_dit *dit; fb_dit_load(st, "dit.", &cfg.dit, &dit, err, sizeof err);
  *     fb_dit_text *txt; fb_dit_text_prepare(dit, kc, t5_out, n_rows, NULL, &txt, err, n);
@@ -22,9 +31,10 @@
  *                       .text = txt, .cache = kv, .plan = &plan, .out = flow };
  *     fb_dit_forward(dit, kc, scratch, sb, &c, err, sizeof err);
  *
- * Thread-safety: fb_dit and fb_dit_text are immutable after creation and may be used by any
- * number of threads at once. A forward call uses its scratch, its fb_kctx and (when it writes)
- * its cache exclusively.
+ * Thread-safety: fb_dit and fb_dit_text are immutable after creation (a prepared prompt changes
+ * only through fb_dit_text_prepare_into, which its owner must not run while a forward reads
+ * it) and may be used by any number of threads at once. A forward call uses its scratch, its
+ * fb_kctx and (when it writes) its caches exclusively.
  *
  * Status codes: 0 success; negative fb_dit_status with a message in err. Every check of a
  * forward runs before any compute, so a failed call has written nothing (no output, no cache).
@@ -93,13 +103,28 @@ typedef struct fb_dit_dump {
 typedef struct fb_dit_text fb_dit_text;
 
 /* context [n_rows, text_dim] are the encoder's real rows (1 <= n_rows <= text_len); rows
- * n_rows..text_len-1 are taken as zeros. dump may be NULL (else receives "context_emb"). */
+ * n_rows..text_len-1 are taken as zeros. dump may be NULL (else receives "context_emb").
+ * Allocates the result (fb_dit_text_free releases it). */
 int fb_dit_text_prepare(const fb_dit *dit, fb_kctx *kc, const float *context, int n_rows,
                         const fb_dit_dump *dump, fb_dit_text **out, char *err,
                         size_t err_size);
+/* Frees a prompt made by fb_dit_text_prepare; NULL and placed prompts are ignored. */
 void fb_dit_text_free(fb_dit_text *text);
-/* Bytes one prepared prompt holds (for the runtime's prompt LRU accounting). */
+/* Bytes one prepared prompt holds: also what fb_dit_text_init needs. */
 size_t fb_dit_text_bytes(const fb_dit_config *cfg);
+
+/* The same without allocating, for callers that re-prepare often (a blend re-prepares the
+ * prompt every chunk): fb_dit_text_init places an empty prompt for this config in caller
+ * memory (64-byte aligned, at least fb_dit_text_bytes; NULL otherwise); it stays valid as
+ * long as that memory and needs no free. fb_dit_text_prepare_into overwrites a prompt with
+ * `context`, using `scratch` (fb_dit_text_scratch_bytes) for its temporaries. All checks
+ * run before anything is written: a refused call leaves `out` as it was, and once the checks
+ * pass nothing can fail. */
+fb_dit_text *fb_dit_text_init(void *mem, size_t bytes, const fb_dit_config *cfg);
+size_t fb_dit_text_scratch_bytes(const fb_dit_config *cfg);
+int fb_dit_text_prepare_into(const fb_dit *dit, fb_kctx *kc, const float *context, int n_rows,
+                             const fb_dit_dump *dump, fb_dit_text *out, void *scratch,
+                             size_t scratch_bytes, char *err, size_t err_size);
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
@@ -126,6 +151,22 @@ typedef struct fb_dit_call {
 
 int fb_dit_forward(const fb_dit *dit, fb_kctx *kc, void *scratch, size_t scratch_bytes,
                    const fb_dit_call *call, char *err, size_t err_size);
+
+/* Most calls in one batch. */
+#define FB_DIT_MAX_BATCH 64
+
+/* Scratch bytes for batches of up to n_calls calls, each of up to max_frames frames attending
+ * to up to max_past_frames past frames (fb_dit_scratch_bytes is n_calls = 1). A batch of
+ * fewer or smaller calls fits in it too. 0 for counts out of range. */
+size_t fb_dit_scratch_bytes_batch(const fb_dit_config *cfg, int n_calls, int max_frames,
+                                  int max_past_frames, int tokens_per_frame);
+
+/* Runs n calls (1..FB_DIT_MAX_BATCH) as one forward pass (see the top of this file). Every
+ * call is checked before any compute; an error names the call ("call 2 of the batch: ...")
+ * and nothing was written. Each calls[i].out receives exactly what fb_dit_forward gives for
+ * calls[i] alone on a context with the same thread count. */
+int fb_dit_forward_batch(const fb_dit *dit, fb_kctx *kc, void *scratch, size_t scratch_bytes,
+                         const fb_dit_call *calls, int n, char *err, size_t err_size);
 
 /* Floating-point operations of one forward (multiply-add = 2), for benchmarks: linear layers,
  * self-attention over n_past + n_frames frames, cross-attention over text_len rows. */

@@ -1,5 +1,6 @@
-/* engine/engine.c - models: finding and loading the file, the shared KV pool and prompt
- * cache, the queries of engine.h, and the prompt tokenizing rules every stream uses.
+/* engine/engine.c - models: finding and loading the file, the shared KV pool, prompt cache and
+ * execution contexts, the queries of engine.h, and the prompt tokenizing rules every stream
+ * uses.
  * Streams and the chunk loop are in engine_stream.c.
  */
 #include <errno.h>
@@ -42,6 +43,8 @@ fb_model_params fb_model_default_params(void)
     p.max_streams = 1;
     p.prompt_cache_entries = 16;
     p.prompt_cache_bytes = (size_t)256 << 20;
+    p.max_parallel_calls = 1;
+    p.max_batch = 0;
     return p;
 }
 
@@ -122,11 +125,85 @@ static int resolve_default(char *out, size_t out_size, char *tried, size_t tried
     return -1;
 }
 
-/* ---- sizes ------------------------------------------------------------------------------ */
+/* ---- execution contexts ----------------------------------------------------------------- */
 
-static size_t align64(size_t n)
+/* Starts the shared contexts: max_parallel_calls of n_threads threads, each with the scratch of
+ * a batched DiT pass over max_batch chunk calls. The scratch is reserved now and its pages are
+ * committed by the first batch that uses them (a model that never batches pays nothing). */
+static fb_status init_exec(fb_model *m, char *err, size_t err_size)
 {
-    return (n + 63) & ~(size_t)63;
+    const fb_model_params *p = &m->params;
+    int pool_streams = fb_model_streams_available(m);
+    m->max_batch = p->max_batch;
+    if (m->max_batch == 0)
+        m->max_batch = pool_streams < FB_DEFAULT_MAX_BATCH ? pool_streams : FB_DEFAULT_MAX_BATCH;
+    if (m->max_batch < 1)
+        m->max_batch = 1;
+    if (pthread_mutex_init(&m->exec_mu, NULL) != 0)
+        return snprintf(err, err_size, "cannot create a mutex"), FB_E_NO_MEMORY;
+    if (pthread_cond_init(&m->exec_cv, NULL) != 0) {
+        pthread_mutex_destroy(&m->exec_mu);
+        return snprintf(err, err_size, "cannot create a condition variable"), FB_E_NO_MEMORY;
+    }
+    m->exec_sync = 1;
+    m->exec = calloc((size_t)p->max_parallel_calls, sizeof *m->exec);
+    if (!m->exec)
+        return snprintf(err, err_size, "out of memory"), FB_E_NO_MEMORY;
+    size_t sb = 0;
+    if (m->max_batch > 1)
+        sb = fb_dit_scratch_bytes_batch(&m->cfg.dit, m->max_batch, m->F, m->A + m->Wn, m->tpf);
+    for (int i = 0; i < p->max_parallel_calls; i++) {
+        fb__exec *e = &m->exec[i];
+        char tmp[FB_ERR_MAX];
+        if (fb_kctx_init(&e->kc, m->n_threads, tmp, sizeof tmp) != 0)
+            return snprintf(err, err_size, "compute threads: %s", tmp), FB_E_NO_MEMORY;
+        m->n_exec = i + 1;
+        if (sb) {
+            e->batch_scratch = aligned_alloc(64, (sb + 63) & ~(size_t)63);
+            if (!e->batch_scratch)
+                return snprintf(err, err_size, "out of memory: a batched pass over %d streams "
+                                "needs %.1f MiB of scratch per context (lower max_batch)",
+                                m->max_batch, (double)sb / 1048576.0), FB_E_NO_MEMORY;
+            e->batch_scratch_bytes = sb;
+        }
+    }
+    m->exec_threads = fb_kctx_n_threads(m->exec[0].kc);
+    return FB_OK;
+}
+
+static void free_exec(fb_model *m)
+{
+    for (int i = 0; i < m->n_exec; i++) {
+        fb_kctx_free(m->exec[i].kc);
+        free(m->exec[i].batch_scratch);
+    }
+    free(m->exec);
+    if (m->exec_sync) {
+        pthread_mutex_destroy(&m->exec_mu);
+        pthread_cond_destroy(&m->exec_cv);
+    }
+}
+
+fb__exec *fb__exec_acquire(fb_model *m)
+{
+    pthread_mutex_lock(&m->exec_mu);
+    for (;;) {
+        for (int i = 0; i < m->n_exec; i++)
+            if (!m->exec[i].busy) {
+                m->exec[i].busy = 1;
+                pthread_mutex_unlock(&m->exec_mu);
+                return &m->exec[i];
+            }
+        pthread_cond_wait(&m->exec_cv, &m->exec_mu);
+    }
+}
+
+void fb__exec_release(fb_model *m, fb__exec *e)
+{
+    pthread_mutex_lock(&m->exec_mu);
+    e->busy = 0;
+    pthread_cond_signal(&m->exec_cv);
+    pthread_mutex_unlock(&m->exec_mu);
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -141,6 +218,7 @@ fb_status fb_model_load(const char *path, const fb_model_params *params, fb_mode
                         char *err, size_t err_size)
 {
     char tmp[FB_ERR_MAX];
+    fb_status st_exec;
     if (err && err_size)
         err[0] = '\0';
     if (!out) {
@@ -164,8 +242,20 @@ fb_status fb_model_load(const char *path, const fb_model_params *params, fb_mode
                 "of the engine (use FB_BACKEND_AUTO or FB_BACKEND_CPU)");
         return FB_E_INVALID;
     }
+    if (p.max_parallel_calls < 0 || p.max_parallel_calls > FB_MAX_PARALLEL_CALLS) {
+        set_err(err, err_size, "fb_model_load: max_parallel_calls must be in [0, %d], got %d",
+                FB_MAX_PARALLEL_CALLS, p.max_parallel_calls);
+        return FB_E_INVALID;
+    }
+    if (p.max_batch < 0 || p.max_batch > FB_DIT_MAX_BATCH) {
+        set_err(err, err_size, "fb_model_load: max_batch must be in [0, %d], got %d",
+                FB_DIT_MAX_BATCH, p.max_batch);
+        return FB_E_INVALID;
+    }
     if (p.max_streams == 0)
         p.max_streams = 1;
+    if (p.max_parallel_calls == 0)
+        p.max_parallel_calls = 1;
 
     fb_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -313,22 +403,20 @@ fb_status fb_model_load(const char *path, const fb_model_params *params, fb_mode
         return load_fail(m, FB_E_NO_MEMORY);
     }
 
-    /* Per-stream arena, computed here so that the info is available before any open (the
-     * stream carves the same list; engine_stream.c stream_layout()). */
-    size_t ctx_floats = (size_t)c->dit.text_len * c->dit.text_dim;
-    size_t ring = (size_t)(m->Wn + m->F + m->A);
-    size_t b = 0;
-    b += 3 * align64(m->F * m->lat_floats * sizeof(float));
-    b += 3 * align64((size_t)m->recache_frames * m->lat_floats * sizeof(float));
-    b += align64(ring * m->lat_floats * sizeof(float)) + align64(ring * sizeof(int64_t));
-    b += 5 * align64(ctx_floats * sizeof(float));
-    b += align64((size_t)m->max_chunk_frames * 3 * m->width * m->height * sizeof(float));
-    int max_past = m->A + m->Wn;
-    b += align64(fb_dit_scratch_bytes(&c->dit, m->recache_frames, max_past, m->tpf));
-    b += align64(fb_t5_scratch_bytes(m->t5, c->text.max_tokens));
-    b += align64(fb_taehv_decode_scratch_bytes(m->vae, m->H, m->W));
-    b += fb_taehv_stream_bytes(m->vae, m->H, m->W);
-    m->stream_bytes = b;
+    /* Per-stream memory, known before any open: the arena (laid out by engine_stream.c) and
+     * the decoder's state. */
+    m->stream_bytes = fb__stream_arena_bytes(m);
+    if (m->stream_bytes == 0) {
+        set_err(err, err_size, "out of memory");
+        return load_fail(m, FB_E_NO_MEMORY);
+    }
+    m->stream_bytes += fb_taehv_stream_bytes(m->vae, m->H, m->W);
+
+    st_exec = init_exec(m, tmp, sizeof tmp);
+    if (st_exec != FB_OK) {
+        set_err(err, err_size, "%s", tmp);
+        return load_fail(m, st_exec);
+    }
     m->weight_bytes = fb_dit_weight_bytes(m->dit) + fb_t5_weight_bytes(m->t5) +
                       fb_taehv_weight_bytes(m->vae);
     *out = m;
@@ -339,6 +427,7 @@ void fb_model_free(fb_model *m)
 {
     if (!m)
         return;
+    free_exec(m);
     fb_prompt_cache_free(m->prompts);
     fb_kvpool_free(m->pool);
     fb_taehv_free(m->vae);
@@ -389,6 +478,11 @@ void fb_model_get_info(const fb_model *m, fb_model_info *o)
     double steady = fb_dit_flops(&c->dit, m->F, m->A + m->Wn, m->tpf);
     o->dit_gflop_per_chunk = steady * (m->sched.n_steps + 1) / 1e9;
     o->decode_gflop_per_chunk = fb_taehv_decode_flops(m->vae, m->H, m->W) * m->F / 1e9;
+    o->threads_per_call = m->exec_threads;
+    o->max_parallel_calls = m->n_exec;
+    o->max_batch = m->max_batch;
+    for (int i = 0; i < m->n_exec; i++)
+        o->exec_bytes += m->exec[i].batch_scratch_bytes;
 }
 
 int fb_model_streams_available(const fb_model *m)

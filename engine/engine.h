@@ -9,15 +9,24 @@
  * decodes it to RGB24 frames. Prompts, seed and anchors can change between any two chunks.
  *
  * Thread-safety: a model is immutable after fb_model_load() and shared by all streams and
- * threads (its prompt-embedding cache and KV pool lock internally). A stream is used by one
- * thread at a time; different streams may run concurrently on different threads.
- * fb_model_free() must come after every stream of the model is freed.
+ * threads (its prompt-embedding cache, KV pool and execution contexts lock internally). A
+ * stream is used by one thread at a time; different streams may be called concurrently on
+ * different threads. fb_model_free() must come after every stream of the model is freed.
+ *
+ * Compute: the model owns max_parallel_calls execution contexts (kernel worker threads plus
+ * the scratch of a batched forward pass), each of n_threads threads. A next_chunk call (or an
+ * anchor image) checks one out for its duration and waits while all are busy, so the machine
+ * runs at most max_parallel_calls x n_threads kernel threads however many streams are open.
+ * A stream opened with fb_stream_params.own_threads keeps its own threads instead (the old
+ * per-stream behaviour). Frames never depend on which context ran them, on thread counts or
+ * on batching.
  *
  * Memory: the KV pool is sized once at load (fb_model_params.kv_budget_bytes); each stream
  * takes a fixed share at open, so opening a stream that does not fit fails with FB_E_NO_KV
- * and says how many fit. Everything a chunk needs (latents, activations, decoder state,
- * output staging) is planned and allocated when the stream opens; generating chunks
- * allocates nothing, however long the stream runs.
+ * and says how many fit. Everything a chunk needs (latents, activations, the prepared prompt,
+ * decoder state, output staging) is planned and allocated when the stream opens, and the
+ * scratch of batched passes when the model loads; generating chunks allocates nothing, however
+ * long the stream runs (a prompt the model's prompt cache does not hold allocates its entry).
  *
  * Usage:
  *
@@ -105,11 +114,17 @@ typedef enum fb_backend {
 
 typedef struct fb_model_params {
     fb_backend backend;       /* where the kernels run (AUTO) */
-    int n_threads;            /* CPU kernel threads; 0 = one per online core */
+    int n_threads;            /* CPU kernel threads of each execution context (below);
+                               * 0 = one per online core */
     size_t kv_budget_bytes;   /* KV pool shared by all streams; 0 = room for max_streams */
     int max_streams;          /* streams the pool holds when kv_budget_bytes is 0 (1) */
     int prompt_cache_entries; /* prompt embeddings kept across prompt changes (16) */
     size_t prompt_cache_bytes;/* and their byte bound (256 MiB) */
+    int max_parallel_calls;   /* execution contexts: next_chunk calls that compute at once;
+                               * further calls wait for a free one (0 = 1) */
+    int max_batch;            /* most streams one batched DiT pass takes (fb_streams_next_chunk
+                               * runs larger sets in groups); 1..64, 0 = as many streams as
+                               * the KV pool holds, at most 8 */
 } fb_model_params;
 
 fb_model_params fb_model_default_params(void);
@@ -145,6 +160,11 @@ typedef struct fb_model_info {
     size_t weight_bytes;       /* bytes of weights as mapped from the file */
     double dit_gflop_per_chunk;/* analytic FLOPs of one chunk's DiT passes (steady state) */
     double decode_gflop_per_chunk;
+    int threads_per_call;      /* kernel threads of each shared execution context */
+    int max_parallel_calls;    /* shared execution contexts */
+    int max_batch;             /* streams per batched DiT pass */
+    size_t exec_bytes;         /* memory of the shared contexts' batch scratch (all of them;
+                                * committed on first use) */
 } fb_model_info;
 
 void fb_model_get_info(const fb_model *m, fb_model_info *out);
@@ -168,6 +188,21 @@ fb_status fb_model_prompt_tokens(const fb_model *m, const char *prompt, int *n_t
  * blank, longer than 16 KiB) and encoded with the first chunk. */
 fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stream **out,
                          char *err, size_t err_size);
+
+typedef struct fb_stream_params {
+    int own_threads;          /* 0 (default): compute on the model's shared execution
+                               * contexts. N > 0: the stream starts N kernel threads of its
+                               * own and runs its single-stream calls on them, never waiting
+                               * for a shared context (in fb_streams_next_chunk it runs on a
+                               * shared one like every other stream) */
+} fb_stream_params;
+
+fb_stream_params fb_stream_default_params(void);
+
+/* fb_stream_open with parameters (NULL = defaults). FB_E_INVALID for a negative own_threads. */
+fb_status fb_stream_open_ex(fb_model *m, const char *prompt, uint64_t seed,
+                            const fb_stream_params *params, fb_stream **out, char *err,
+                            size_t err_size);
 void fb_stream_free(fb_stream *s);  /* returns its KV share to the pool; NULL is ignored */
 
 /* The message of the last failed call on this stream ("" when none). */
@@ -193,6 +228,8 @@ typedef struct fb_chunk_info {
     double ms_total;
     double gflop_dit;         /* analytic FLOPs of this chunk's DiT passes (recache included) */
     double gflop_decode;      /* analytic FLOPs of its decode */
+    int batch_size;           /* streams whose DiT passes ran together with this chunk's in one
+                               * batched forward (the largest over its passes; 1 = alone) */
 } fb_chunk_info;
 
 /* Generates the next chunk and decodes it into `out_rgb` (n_frames * frame_bytes bytes,
@@ -200,11 +237,18 @@ typedef struct fb_chunk_info {
 fb_status fb_stream_next_chunk(fb_stream *s, uint8_t *out_rgb, size_t out_size, int *n_frames,
                                fb_chunk_info *info);
 
-/* Generates the next chunk of several streams. Denoising passes of streams whose shapes match
- * may share one DiT forward pass; results and noise are the same as calling
- * fb_stream_next_chunk on each stream. status[i] is each stream's own result; the return value
- * is FB_OK when all succeeded, else the first error. The streams must be distinct and belong to
- * the same model; the caller holds all of them (one thread). */
+/* Generates the next chunk of several streams. Their samplers advance in lockstep, so that each
+ * DiT pass of the chunk (every denoising step, then the context pass) runs as one batched
+ * forward over all the streams (up to max_batch at a time; larger sets run in groups); the
+ * prompt preparation, a pending recache and the decoding run per stream. Every stream's frames,
+ * noise and cache are exactly those fb_stream_next_chunk would give it. The ms_* timings of a
+ * shared pass are its wall time, reported to each stream in it. out_rgb[i] receives stream i's
+ * frames (out_size bytes each), n_frames[i] their count, info[i] (info may be NULL) its chunk
+ * info and status[i] its own result; one stream's failure (a bad buffer, a failed stream)
+ * leaves the others to finish. The return value is FB_OK when all succeeded, else the first
+ * error; FB_E_INVALID without touching any stream when the arrays are NULL, n < 0, or the
+ * streams are not distinct streams of one model. One shared execution context runs the whole
+ * call. */
 fb_status fb_streams_next_chunk(fb_stream *const *streams, int n, uint8_t *const *out_rgb,
                                 size_t out_size, int *n_frames, fb_chunk_info *info,
                                 fb_status *status);

@@ -8,6 +8,7 @@
 #ifndef FLIPBOOK_ENGINE_ENGINE_INTERNAL_H
 #define FLIPBOOK_ENGINE_ENGINE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,18 @@
 #define FB_ERR_MAX 512
 /* Prompts longer than this (in bytes) are refused before tokenizing. */
 #define FB_PROMPT_MAX_BYTES 16384
+/* Defaults and bounds of the execution contexts (fb_model_params). */
+#define FB_DEFAULT_MAX_BATCH 8
+#define FB_MAX_PARALLEL_CALLS 256
+
+/* One of the model's shared execution contexts: kernel threads and the scratch of a batched
+ * DiT pass. Checked out by one call at a time (fb__exec_acquire). */
+typedef struct fb__exec {
+    fb_kctx *kc;
+    void *batch_scratch;        /* NULL when max_batch is 1 */
+    size_t batch_scratch_bytes;
+    int busy;                   /* guarded by fb_model.exec_mu */
+} fb__exec;
 
 struct fb_model {
     fb_config cfg;
@@ -41,6 +54,15 @@ struct fb_model {
     fb_kvpool *pool;
     fb_prompt_cache *prompts;
     int n_threads;
+
+    /* shared execution contexts (engine.h "Compute") */
+    fb__exec *exec;
+    int n_exec;
+    int exec_threads;           /* threads of each (n_threads resolved) */
+    int max_batch;
+    int exec_sync;              /* exec_mu and exec_cv are initialised */
+    pthread_mutex_t exec_mu;
+    pthread_cond_t exec_cv;     /* signalled when a context is returned */
 
     /* derived sizes */
     int tpf;                    /* tokens per latent frame */
@@ -78,7 +100,8 @@ typedef struct blend_state {
 
 struct fb_stream {
     fb_model *m;
-    fb_kctx *kc;
+    fb_kctx *kc;                /* the context of the call in progress (NULL between calls) */
+    fb_kctx *own_kc;            /* fb_stream_params.own_threads: the stream's own threads */
     fb_kvcache *kv;
     fb_kv_plan plan;            /* the current chunk's plan (32 KB: kept here, not on stacks) */
     fb_kv_plan aux;             /* recache / anchor plan */
@@ -108,7 +131,13 @@ struct fb_stream {
     void *dec_scratch;
     size_t dec_scratch_bytes;
 
-    fb_dit_text *text;          /* prepared conditioning for ctx */
+    fb_dit_text *text;          /* prepared conditioning for ctx, placed in the arena */
+    void *text_mem;
+
+    /* the chunk in progress (between chunk_begin and chunk_finish) */
+    fb_chunk_sampler cs;
+    double chunk_t0;            /* its start (ms) */
+    double chunk_flops;         /* FLOPs of one of its DiT passes */
 
     /* prompt */
     int32_t *ids;               /* tokens of the prompt in effect (or pending) */
@@ -137,6 +166,14 @@ struct fb_stream {
 /* Writes the stream's message and returns st. */
 fb_status fb__stream_fail(fb_stream *s, fb_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Checks out a free shared execution context, waiting while all are busy; returns it to the
+ * pool (and wakes a waiter). */
+fb__exec *fb__exec_acquire(fb_model *m);
+void fb__exec_release(fb_model *m, fb__exec *e);
+
+/* Bytes of one stream's arena (engine_stream.c lays it out; the model reports it). */
+size_t fb__stream_arena_bytes(const fb_model *m);
 
 /* Tokenizes a prompt with the model's rules (clean text, EOS, cut at max_tokens). On success
  * *ids is a malloc'd array of *n ids. Errors: FB_E_INVALID (NULL, blank, too many bytes),

@@ -7,11 +7,15 @@
  *      recache re-runs the window's clean latents at t = context_t under the new prompt;
  *   2. plan the chunk against the KV cache (kvcache/kvcache.h: past frames, positions, slots);
  *   3. the sampler's state machine drives K denoising DiT calls and the context pass, which
- *      writes the chunk's K/V; commit makes them visible;
+ *      writes the chunk's K/V; commit makes them visible (fb_streams_next_chunk advances the
+ *      samplers of several streams in lockstep and runs each round of calls as one batched
+ *      DiT pass);
  *   4. the clean latents go into a small ring (the input of a later recache);
  *   5. the decoder turns each latent frame into RGB frames.
- * Every buffer of that path was carved from the stream's arena at open; a chunk allocates
- * nothing (prompt changes do: encoder output into the LRU, the DiT's prepared prompt).
+ * Every buffer of that path was carved from the stream's arena at open, the DiT's prepared
+ * prompt included; a chunk allocates nothing (a new prompt's encoder output goes into the
+ * model's LRU). The compute runs on a context checked out from the model for the call (or the
+ * stream's own, engine.h "Compute"); s->kc names it while the call runs.
  *
  * Failure discipline: everything that can fail for a caller's reason is checked before any
  * state changes. A DiT or decoder failure in the middle of a chunk leaves the cache undefined,
@@ -111,13 +115,28 @@ static size_t stream_layout(fb_stream *s, char *base, size_t size)
     s->ctx_new = carve(&cv, ctxb);
     s->ctx_tmp = carve(&cv, ctxb);
     s->rgbf = carve(&cv, (size_t)m->max_chunk_frames * 3 * m->width * m->height * sizeof(float));
+    /* the DiT scratch also holds the temporaries of a prompt preparation (never at once) */
     s->dit_scratch_bytes = fb_dit_scratch_bytes(&c->dit, m->recache_frames, m->A + m->Wn, m->tpf);
+    if (fb_dit_text_scratch_bytes(&c->dit) > s->dit_scratch_bytes)
+        s->dit_scratch_bytes = fb_dit_text_scratch_bytes(&c->dit);
     s->dit_scratch = carve(&cv, s->dit_scratch_bytes);
+    s->text_mem = carve(&cv, fb_dit_text_bytes(&c->dit));
     s->t5_scratch_bytes = fb_t5_scratch_bytes(m->t5, c->text.max_tokens);
     s->t5_scratch = carve(&cv, s->t5_scratch_bytes);
     s->dec_scratch_bytes = fb_taehv_decode_scratch_bytes(m->vae, m->H, m->W);
     s->dec_scratch = carve(&cv, s->dec_scratch_bytes);
     return cv.off;
+}
+
+size_t fb__stream_arena_bytes(const fb_model *m)
+{
+    fb_stream *s = calloc(1, sizeof *s);   /* large (two plans): not on the stack */
+    if (!s)
+        return 0;
+    s->m = (fb_model *)m;
+    size_t b = stream_layout(s, NULL, 0);
+    free(s);
+    return b;
 }
 
 static void ring_clear(fb_stream *s)
@@ -168,19 +187,33 @@ void fb_stream_free(fb_stream *s)
     fb_taehv_stream_free(s->dec);
     fb_taehv_enc_free(s->enc);
     free(s->enc_scratch);
-    fb_dit_text_free(s->text);
     fb_kvcache_close(s->kv);
-    fb_kctx_free(s->kc);
+    fb_kctx_free(s->own_kc);
     free(s->arena);
     free(s->ids);
     free(s->pending_ids);
     free(s);
 }
 
+fb_stream_params fb_stream_default_params(void)
+{
+    fb_stream_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
 fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stream **out,
                          char *err, size_t err_size)
 {
+    return fb_stream_open_ex(m, prompt, seed, NULL, out, err, err_size);
+}
+
+fb_status fb_stream_open_ex(fb_model *m, const char *prompt, uint64_t seed,
+                            const fb_stream_params *params, fb_stream **out, char *err,
+                            size_t err_size)
+{
     char tmp[FB_ERR_MAX];
+    fb_stream_params sp = params ? *params : fb_stream_default_params();
     if (err && err_size)
         err[0] = '\0';
 #define OPEN_FAIL(st, ...)                                    \
@@ -196,6 +229,9 @@ fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stre
     *out = NULL;
     if (!m)
         OPEN_FAIL(FB_E_INVALID, "fb_stream_open: model is NULL");
+    if (sp.own_threads < 0)
+        OPEN_FAIL(FB_E_INVALID, "fb_stream_open: own_threads must be >= 0, got %d",
+                  sp.own_threads);
     s = calloc(1, sizeof *s);
     if (!s)
         OPEN_FAIL(FB_E_NO_MEMORY, "out of memory");
@@ -221,7 +257,7 @@ fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stre
     if (rc != 0)
         OPEN_FAIL(rc == FB_KV_ERR_NOMEM ? FB_E_NO_MEMORY : FB_E_INTERNAL, "KV cache: %s", tmp);
 
-    if (fb_kctx_init(&s->kc, m->n_threads, tmp, sizeof tmp) != 0)
+    if (sp.own_threads > 0 && fb_kctx_init(&s->own_kc, sp.own_threads, tmp, sizeof tmp) != 0)
         OPEN_FAIL(FB_E_NO_MEMORY, "compute threads: %s", tmp);
 
     s->arena_bytes = stream_layout(s, NULL, 0);
@@ -232,6 +268,9 @@ fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stre
     memset(s->arena, 0, s->arena_bytes);   /* commit the pages now, not mid-chunk */
     stream_layout(s, s->arena, s->arena_bytes);
     ring_clear(s);
+    s->text = fb_dit_text_init(s->text_mem, fb_dit_text_bytes(&c->dit), &c->dit);
+    if (!s->text)
+        OPEN_FAIL(FB_E_INTERNAL, "prompt memory misplaced in the arena");
 
     if (fb_taehv_stream_init(m->vae, m->H, m->W, &s->dec, tmp, sizeof tmp) != 0)
         OPEN_FAIL(FB_E_NO_MEMORY, "decoder state: %s", tmp);
@@ -268,18 +307,16 @@ static fb_status encode_ids(fb_stream *s, const int32_t *ids, int n, float *dst,
     return FB_OK;
 }
 
-/* Prepares the DiT's view of ctx (text embedding + cross K/V) and swaps it in. */
+/* Prepares the DiT's view of ctx (text embedding + cross K/V) in place. Its checks run before
+ * it writes anything, so a refusal leaves the prompt in effect prepared as it was. */
 static fb_status prepare_text(fb_stream *s, const float *ctx)
 {
-    fb_dit_text *t = NULL;
     char tmp[FB_ERR_MAX];
-    int rc = fb_dit_text_prepare(s->m->dit, s->kc, ctx, s->m->cfg.dit.text_len, NULL, &t, tmp,
-                                 sizeof tmp);
+    int rc = fb_dit_text_prepare_into(s->m->dit, s->kc, ctx, s->m->cfg.dit.text_len, NULL,
+                                      s->text, s->dit_scratch, s->dit_scratch_bytes, tmp,
+                                      sizeof tmp);
     if (rc != 0)
-        return fb__stream_fail(s, rc == FB_DIT_ERR_NOMEM ? FB_E_NO_MEMORY : FB_E_BACKEND,
-                               "preparing the prompt: %s", tmp);
-    fb_dit_text_free(s->text);
-    s->text = t;
+        return fb__stream_fail(s, FB_E_INTERNAL, "preparing the prompt: %s", tmp);
     return FB_OK;
 }
 
@@ -386,30 +423,53 @@ static void observe(fb_stream *s, int step, float t, const float *x_in, const fl
 
 /* ---- DiT calls -------------------------------------------------------------------------- */
 
-/* Runs the DiT on n frames given in [F, C, H, W] order (x), writing the flow in the same order
- * into y (may be NULL for a context pass whose flow is discarded). */
-static fb_status dit_call(fb_stream *s, const float *x, int n, float t, const fb_kv_plan *plan,
-                          int write_kv, float *y)
+/* Fills a DiT call for n frames given in [F, C, H, W] order (x), staged into Wan's
+ * channel-first layout in x_dit; the flow comes back in y_dit. */
+static void stage_call(fb_stream *s, const float *x, int n, float t, const fb_kv_plan *plan,
+                       int write_kv, fb_dit_call *call)
 {
     const fb_model *m = s->m;
-    size_t hw = (size_t)m->H * m->W;
-    fchw_to_cfhw(x, s->x_dit, n, m->C, hw);
-    fb_dit_call call = {
+    fchw_to_cfhw(x, s->x_dit, n, m->C, (size_t)m->H * m->W);
+    fb_dit_call c = {
         .x = s->x_dit, .n_frames = n, .height = m->H, .width = m->W, .t = t,
         .text = s->text, .cache = s->kv, .plan = plan, .write_kv = write_kv, .out = s->y_dit,
         .dump = NULL,
     };
+    *call = c;
+}
+
+/* Copies the flow of a finished call from y_dit into y ([F, C, H, W]; NULL: discarded). */
+static void unstage_flow(fb_stream *s, int n, float *y)
+{
+    if (y)
+        cfhw_to_fchw(s->y_dit, y, n, s->m->C, (size_t)s->m->H * s->m->W);
+}
+
+/* Runs one staged call alone, on the stream's own scratch. */
+static fb_status run_call(fb_stream *s, const fb_dit_call *call)
+{
     char tmp[FB_ERR_MAX];
-    int rc = fb_dit_forward(m->dit, s->kc, s->dit_scratch, s->dit_scratch_bytes, &call, tmp,
+    int rc = fb_dit_forward(s->m->dit, s->kc, s->dit_scratch, s->dit_scratch_bytes, call, tmp,
                             sizeof tmp);
     if (rc != 0) {
         /* The DiT checks everything before computing: a failure wrote nothing. Still, it is
          * an engine bug (shapes are planned), not a caller error. */
         return fb__stream_fail(s, FB_E_INTERNAL, "DiT: %s", tmp);
     }
-    if (y)
-        cfhw_to_fchw(s->y_dit, y, n, m->C, hw);
     return FB_OK;
+}
+
+/* Runs the DiT on n frames given in [F, C, H, W] order (x), writing the flow in the same order
+ * into y (may be NULL for a context pass whose flow is discarded). */
+static fb_status dit_call(fb_stream *s, const float *x, int n, float t, const fb_kv_plan *plan,
+                          int write_kv, float *y)
+{
+    fb_dit_call call;
+    stage_call(s, x, n, t, plan, write_kv, &call);
+    fb_status st = run_call(s, &call);
+    if (st == FB_OK)
+        unstage_flow(s, n, y);
+    return st;
 }
 
 /* LongLive re-cache: the window's clean latents run again at t = context_t under the prompt
@@ -496,10 +556,33 @@ static fb_status plan_chunk(fb_stream *s)
 static fb_status decode_latents(fb_stream *s, const float *lat, int n, uint8_t *out,
                                 int *n_frames);
 
-static fb_status run_chunk(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chunk_info *ci)
+/* Checks a next_chunk call's arguments for one stream; on success ci is zeroed for the chunk. */
+static fb_status chunk_args(fb_stream *s, uint8_t *out_rgb, size_t out_size, int *n_frames,
+                            fb_chunk_info *ci)
+{
+    memset(ci, 0, sizeof *ci);
+    ci->blend = 1.0f;
+    if (!out_rgb || !n_frames)
+        return fb__stream_fail(s, FB_E_INVALID, "fb_stream_next_chunk: %s is NULL",
+                               !out_rgb ? "out_rgb" : "n_frames");
+    size_t need = s->m->frame_bytes * (size_t)s->m->max_chunk_frames;
+    if (out_size < need)
+        return fb__stream_fail(s, FB_E_INVALID, "fb_stream_next_chunk: out_size %zu is below the "
+                               "%zu bytes a chunk needs (fb_model_info.chunk_rgb_bytes)",
+                               out_size, need);
+    fb_status st = check_usable(s);
+    if (st != FB_OK)
+        return st;
+    s->err[0] = '\0';
+    return FB_OK;
+}
+
+/* Steps 1-2 of a chunk (conditioning, a pending recache, the plan) and the sampler's start. A
+ * failure before the recache leaves the stream as it was; from the recache on it is failed. */
+static fb_status chunk_begin(fb_stream *s, fb_chunk_info *ci)
 {
     const fb_model *m = s->m;
-    double t_start = now_ms();
+    s->chunk_t0 = now_ms();
     fb_status st = plan_chunk(s);   /* first: refuse an ended stream before touching state */
     if (st != FB_OK)
         return st;
@@ -524,43 +607,52 @@ static fb_status run_chunk(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chu
         else
             ci->n_window_frames++;
     }
+    fb_chunk_sampler_begin(&s->cs, &m->sched, s->seed, (uint64_t)s->chunk, s->x, s->x0, s->v,
+                           (size_t)m->F * m->lat_floats, s->noise, s->noise_ctx);
+    s->chunk_flops = fb_dit_flops(&m->cfg.dit, m->F, s->plan.n_past, m->tpf);
+    return FB_OK;
+}
 
-    size_t n = (size_t)m->F * m->lat_floats;
-    fb_chunk_sampler cs;
-    fb_chunk_sampler_begin(&cs, &m->sched, s->seed, (uint64_t)s->chunk, s->x, s->x0, s->v, n,
-                           s->noise, s->noise_ctx);
-    double flops = fb_dit_flops(&m->cfg.dit, m->F, s->plan.n_past, m->tpf);
-    for (;;) {
-        float t;
-        const float *in;
-        fb_call_kind kind = fb_chunk_sampler_next(&cs, &t, &in);
-        if (kind == FB_CALL_DONE)
-            break;
-        double t0 = now_ms();
-        if (kind == FB_CALL_DENOISE) {
-            st = dit_call(s, in, m->F, t, &s->plan, 0, s->v);
-            if (st != FB_OK)
-                return mark_failed(s, st);
-            ci->ms_dit_steps += now_ms() - t0;
-            observe(s, cs.step, t, in, s->v, NULL, m->F, &s->plan);
-            fb_chunk_sampler_advance(&cs);
-        } else {
-            st = dit_call(s, in, m->F, t, &s->plan, 1, s->observer ? s->v : NULL);
-            if (st != FB_OK)
-                return mark_failed(s, st);
-            fb_kvcache_commit(s->kv, &s->plan);
-            ci->ms_context += now_ms() - t0;
-            observe(s, m->sched.n_steps, t, in, s->v, in, m->F, &s->plan);
-            fb_chunk_sampler_advance(&cs);
-        }
-        ci->gflop_dit += flops / 1e9;
+/* The chunk's next DiT call, staged (FB_CALL_DONE when the sampler is finished). */
+static fb_call_kind chunk_next_call(fb_stream *s, fb_dit_call *call, float *t, const float **in)
+{
+    fb_call_kind kind = fb_chunk_sampler_next(&s->cs, t, in);
+    if (kind != FB_CALL_DONE)
+        stage_call(s, *in, s->m->F, *t, &s->plan, kind == FB_CALL_CONTEXT, call);
+    return kind;
+}
+
+/* Takes the result of the call chunk_next_call staged (its flow in y_dit) and advances the
+ * sampler; ms is the time the call took, batch the calls that ran with it (itself included). */
+static void chunk_after_call(fb_stream *s, fb_call_kind kind, float t, const float *in,
+                             double ms, int batch, fb_chunk_info *ci)
+{
+    const fb_model *m = s->m;
+    if (batch > ci->batch_size)
+        ci->batch_size = batch;
+    if (kind == FB_CALL_DENOISE) {
+        unstage_flow(s, m->F, s->v);
+        ci->ms_dit_steps += ms;
+        observe(s, s->cs.step, t, in, s->v, NULL, m->F, &s->plan);
+    } else {
+        unstage_flow(s, m->F, s->observer ? s->v : NULL);
+        fb_kvcache_commit(s->kv, &s->plan);
+        ci->ms_context += ms;
+        observe(s, m->sched.n_steps, t, in, s->v, in, m->F, &s->plan);
     }
+    fb_chunk_sampler_advance(&s->cs);
+    ci->gflop_dit += s->chunk_flops / 1e9;
+}
+
+/* Steps 4-5: the latent ring and the decoder; the chunk counts. */
+static fb_status chunk_finish(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chunk_info *ci)
+{
+    const fb_model *m = s->m;
     for (int f = 0; f < m->F; f++)
         ring_put(s, s->plan.frame_index[f], s->x0 + (size_t)f * m->lat_floats);
-
     double t0 = now_ms();
     *n_frames = 0;
-    st = decode_latents(s, s->x0, m->F, out_rgb, n_frames);
+    fb_status st = decode_latents(s, s->x0, m->F, out_rgb, n_frames);
     if (st != FB_OK)
         return mark_failed(s, st);
     ci->ms_decode = now_ms() - t0;
@@ -569,8 +661,50 @@ static fb_status run_chunk(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chu
     ci->n_frames = *n_frames;
     s->frames_out += *n_frames;
     s->chunk++;
-    ci->ms_total = now_ms() - t_start;
+    ci->ms_total = now_ms() - s->chunk_t0;
     return FB_OK;
+}
+
+/* One stream's chunk, every DiT call alone, on s->kc. */
+static fb_status run_chunk(fb_stream *s, uint8_t *out_rgb, int *n_frames, fb_chunk_info *ci)
+{
+    fb_status st = chunk_begin(s, ci);
+    if (st != FB_OK)
+        return st;
+    for (;;) {
+        fb_dit_call call;
+        float t;
+        const float *in;
+        double t0 = now_ms();
+        fb_call_kind kind = chunk_next_call(s, &call, &t, &in);
+        if (kind == FB_CALL_DONE)
+            break;
+        st = run_call(s, &call);
+        if (st != FB_OK)
+            return mark_failed(s, st);
+        chunk_after_call(s, kind, t, in, now_ms() - t0, 1, ci);
+    }
+    return chunk_finish(s, out_rgb, n_frames, ci);
+}
+
+/* The context a single-stream call computes on: the stream's own, or one of the model's
+ * (checked out until put_context). */
+static fb__exec *take_context(fb_stream *s)
+{
+    if (s->own_kc) {
+        s->kc = s->own_kc;
+        return NULL;
+    }
+    fb__exec *e = fb__exec_acquire(s->m);
+    s->kc = e->kc;
+    return e;
+}
+
+static void put_context(fb_stream *s, fb__exec *e)
+{
+    s->kc = NULL;
+    if (e)
+        fb__exec_release(s->m, e);
 }
 
 fb_status fb_stream_next_chunk(fb_stream *s, uint8_t *out_rgb, size_t out_size, int *n_frames,
@@ -581,24 +715,15 @@ fb_status fb_stream_next_chunk(fb_stream *s, uint8_t *out_rgb, size_t out_size, 
     if (n_frames)
         *n_frames = 0;
     fb_chunk_info ci;
-    memset(&ci, 0, sizeof ci);
-    ci.blend = 1.0f;
+    fb_status st = chunk_args(s, out_rgb, out_size, n_frames, &ci);
     if (info)
         *info = ci;
-    if (!out_rgb || !n_frames)
-        return fb__stream_fail(s, FB_E_INVALID, "fb_stream_next_chunk: %s is NULL",
-                               !out_rgb ? "out_rgb" : "n_frames");
-    size_t need = s->m->frame_bytes * (size_t)s->m->max_chunk_frames;
-    if (out_size < need)
-        return fb__stream_fail(s, FB_E_INVALID, "fb_stream_next_chunk: out_size %zu is below the "
-                               "%zu bytes a chunk needs (fb_model_info.chunk_rgb_bytes)",
-                               out_size, need);
-    fb_status st = check_usable(s);
     if (st != FB_OK)
         return st;
-    s->err[0] = '\0';
     int n = 0;
+    fb__exec *e = take_context(s);
     st = run_chunk(s, out_rgb, &n, &ci);
+    put_context(s, e);
     if (st != FB_OK)
         return st;
     *n_frames = n;
@@ -607,28 +732,112 @@ fb_status fb_stream_next_chunk(fb_stream *s, uint8_t *out_rgb, size_t out_size, 
     return FB_OK;
 }
 
+/* ---- several streams -------------------------------------------------------------------- */
+
+/* The streams of one group in lockstep: every round takes the next DiT call of each stream
+ * still sampling and runs them as one batch. Calls line up because every stream of a model
+ * has the same schedule; a stream that is done (or failed) simply drops out of later rounds.
+ * If the batched pass is refused (it checks everything before computing and then has written
+ * nothing), each call runs alone, so that only a stream whose own call is bad fails. */
+static void run_lockstep(fb_stream *const *ss, int n, fb__exec *e, fb_chunk_info *ci,
+                         fb_status *status)
+{
+    fb_dit_call calls[FB_DIT_MAX_BATCH];
+    int idx[FB_DIT_MAX_BATCH];
+    fb_call_kind kinds[FB_DIT_MAX_BATCH];
+    float ts[FB_DIT_MAX_BATCH];
+    const float *ins[FB_DIT_MAX_BATCH];
+    const fb_model *m = ss[0]->m;
+    for (;;) {
+        int k = 0;
+        double t0 = now_ms();
+        for (int i = 0; i < n; i++) {
+            if (status[i] != FB_OK)
+                continue;
+            kinds[k] = chunk_next_call(ss[i], &calls[k], &ts[k], &ins[k]);
+            if (kinds[k] == FB_CALL_DONE)
+                continue;
+            idx[k++] = i;
+        }
+        if (k == 0)
+            return;
+        char tmp[FB_ERR_MAX];
+        /* a lone call runs as a single call: same numbers, no batch scratch needed */
+        int rc = k > 1 && e->batch_scratch
+                     ? fb_dit_forward_batch(m->dit, e->kc, e->batch_scratch,
+                                            e->batch_scratch_bytes, calls, k, tmp, sizeof tmp)
+                     : -1;
+        int together = rc == 0 ? k : 1;
+        for (int j = 0; j < k && rc != 0; j++) {
+            fb_stream *s = ss[idx[j]];
+            fb_status st = run_call(s, &calls[j]);
+            if (st != FB_OK)
+                status[idx[j]] = mark_failed(s, st);
+        }
+        double ms = now_ms() - t0;
+        for (int j = 0; j < k; j++)
+            if (status[idx[j]] == FB_OK)
+                chunk_after_call(ss[idx[j]], kinds[j], ts[j], ins[j], ms, together,
+                                 &ci[idx[j]]);
+    }
+}
+
 fb_status fb_streams_next_chunk(fb_stream *const *streams, int n, uint8_t *const *out_rgb,
                                 size_t out_size, int *n_frames, fb_chunk_info *info,
                                 fb_status *status)
 {
     if (!streams || n < 0 || !out_rgb || !n_frames || !status)
         return FB_E_INVALID;
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (!streams[i] || streams[i] == streams[j] || streams[i]->m != streams[j]->m)
-                return FB_E_INVALID;
-    if (n > 0 && !streams[n - 1])
-        return FB_E_INVALID;
-    /* The DiT has no batched forward yet, so the streams run one after another; the sampler's
-     * call-by-call state machine (sampler.h) is what a batched pass will interleave. Results
-     * are those of single calls either way: noise depends only on (seed, chunk). */
-    fb_status first = FB_OK;
     for (int i = 0; i < n; i++) {
-        status[i] = fb_stream_next_chunk(streams[i], out_rgb[i], out_size, &n_frames[i],
-                                         info ? &info[i] : NULL);
-        if (status[i] != FB_OK && first == FB_OK)
-            first = status[i];
+        if (!streams[i] || streams[i]->m != streams[0]->m)
+            return FB_E_INVALID;
+        for (int j = i + 1; j < n; j++)
+            if (streams[i] == streams[j])
+                return FB_E_INVALID;
     }
+    if (n == 0)
+        return FB_OK;
+    fb_model *m = streams[0]->m;
+    fb__exec *e = fb__exec_acquire(m);
+    fb_chunk_info cis[FB_DIT_MAX_BATCH];
+    int group = m->max_batch < FB_DIT_MAX_BATCH ? m->max_batch : FB_DIT_MAX_BATCH;
+    for (int g0 = 0; g0 < n; g0 += group) {
+        int gn = n - g0 < group ? n - g0 : group;
+        fb_stream *const *ss = streams + g0;
+        fb_status *sts = status + g0;
+        /* each stream's conditioning, recache and plan, alone */
+        for (int i = 0; i < gn; i++) {
+            fb_stream *s = ss[i];
+            n_frames[g0 + i] = 0;
+            sts[i] = chunk_args(s, out_rgb[g0 + i], out_size, &n_frames[g0 + i], &cis[i]);
+            if (info)
+                info[g0 + i] = cis[i];
+            if (sts[i] != FB_OK)
+                continue;
+            s->kc = e->kc;
+            sts[i] = chunk_begin(s, &cis[i]);
+        }
+        /* the DiT passes, batched */
+        run_lockstep(ss, gn, e, cis, sts);
+        /* decoding, alone */
+        for (int i = 0; i < gn; i++) {
+            fb_stream *s = ss[i];
+            if (sts[i] == FB_OK) {
+                int nf = 0;
+                sts[i] = chunk_finish(s, out_rgb[g0 + i], &nf, &cis[i]);
+                if (sts[i] == FB_OK) {
+                    n_frames[g0 + i] = nf;
+                    if (info)
+                        info[g0 + i] = cis[i];
+                }
+            }
+            s->kc = NULL;
+        }
+    }
+    fb__exec_release(m, e);
+    fb_status first = FB_OK;
+    for (int i = 0; i < n && first == FB_OK; i++)
+        first = status[i];
     return first;
 }
 
@@ -766,8 +975,22 @@ static fb_status ensure_text(fb_stream *s)
     return FB_OK;
 }
 
+static fb_status anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
+                              size_t stride);
+
 fb_status fb_stream_set_anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
                                      size_t stride)
+{
+    if (!s)
+        return FB_E_INVALID;
+    fb__exec *e = take_context(s);
+    fb_status st = anchor_image(s, rgb, width, height, stride);
+    put_context(s, e);
+    return st;
+}
+
+static fb_status anchor_image(fb_stream *s, const uint8_t *rgb, int width, int height,
+                              size_t stride)
 {
     if (!s)
         return FB_E_INVALID;

@@ -16,8 +16,9 @@
  *   - Ops never allocate and never fail on valid shapes; shapes are the caller's contract and
  *     are checked with assertions (a bad shape is a programming error, not user input).
  *
- * Threading: an fb_kctx runs one op at a time. Its owner (one engine stream, or the scheduler
- * that serialises streams) must not call into the same context from two threads at once.
+ * Threading: an fb_kctx runs one op at a time. Its owner (the engine call that checked it out
+ * of the model's pool, or a stream that keeps its own) must not call into the same context
+ * from two threads at once.
  * Different contexts are independent. Inside an op the context's workers split the rows (or
  * heads x query tiles) and the calling thread works too.
  *
@@ -79,6 +80,16 @@ void fb_linear(fb_kctx *k, const float *x, const float *W, const float *b, float
                int N, int K);
 void fb_linear_ref(const float *x, const float *W, const float *b, float *y, int M, int N,
                    int K);
+
+/* fb_linear over a stack of row segments (the token rows of several independent calls, one
+ * after another): y[M,N] for M = seg_rows[0] + ... + seg_rows[n_seg-1]. Each segment's rows
+ * come out bit for bit as fb_linear on that segment alone computes them (on a context with
+ * the same thread count), so batching calls never changes their numbers. Segments are merged
+ * into one product where the backend's GEMM gives each row independently of the product's
+ * height, and run one by one where it would not (on the CPU: products small enough for
+ * OpenBLAS's small-matrix kernels, which sum in another order than its blocked ones). */
+void fb_linear_rows(fb_kctx *k, const float *x, const float *W, const float *b, float *y,
+                    const int *seg_rows, int n_seg, int N, int K);
 
 /* ---- normalisation ------------------------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /* tests/daemon/test_config.c - flipbookd options: the parser (flags, config file, precedence,
  * bounds) and the binary's behaviour on bad input (a message naming the option, exit 2), on
- * --help/--version, on --model without the engine, and a start from a config file.
+ * --help/--version, on a model that is missing (exit 1 with a message), and a start from a
+ * config file.
  *
  * The commented sample docs/flipbookd.conf is checked against the option table as well.
  *
@@ -188,8 +189,13 @@ static void test_binary(void) {
     const char *bad = write_conf("bin-bad.conf", "# ok\nport = 0\nframes-per-second = 30\n");
     RUN(2, "bin-bad.conf:3: unknown option 'frames-per-second'", "--config", bad);
     RUN(2, "cannot read config file", "--config", "/nonexistent.conf");
-    RUN(1, "engine not built yet", "--model", "default");
-    RUN(1, "engine not built yet", "--source", "engine");
+    /* the engine source without its model: "default" not installed (FLIPBOOK_MODELS names an
+     * empty folder, so this holds once a default model exists too), or a missing file */
+    setenv("FLIPBOOK_MODELS", tmp, 1);
+    RUN(1, "the default model is not installed yet", "--model", "default");
+    RUN(1, "flipbookd --source testpattern", "--source", "engine");
+    unsetenv("FLIPBOOK_MODELS");
+    RUN(1, "cannot load the model", "--model", "/nonexistent/model.safetensors");
 
     /* a start from a config file (port 0, log level from the file, overridden by a flag) with
      * --model stored but the test pattern chosen explicitly */

@@ -2,7 +2,10 @@
  * more than 10,000 latent frames performs no heap allocation at all (every malloc-family call
  * of the statically linked engine, kernels and KV cache is counted through the linker's --wrap)
  * and the resident set does not grow; every chunk attends to at most anchors + window frames
- * at window positions below anchors + window + chunk.
+ * at window positions below anchors + window + chunk. The run steers between two prompts the
+ * model's prompt cache already holds: blends over 200 chunks (each re-prepares the DiT's text
+ * K/V), recaches and cuts; allocations are counted inside the chunk calls (fb_stream_set_prompt
+ * itself tokenizes into fresh memory, outside them).
  *
  * To stay within seconds it runs the golden tiny model's weights with 2x2 latents and no
  * spatial upsampling in the decoder (the same tensors: neither shape depends on the frame
@@ -123,27 +126,53 @@ int main(int argc, char **argv)
     long chunks = (want_frames + F - 1) / F;
     int n;
     fb_chunk_info ci;
-    /* warm-up: the first chunk encodes the prompt and fills the caches; by chunk 4 the window
-     * has rolled */
-    for (int i = 0; i < 4; i++)
+    /* warm-up: the first chunk encodes the prompt and fills the caches; chunk 2 encodes the
+     * second prompt into the prompt cache; by chunk 4 the window has rolled */
+    static const char *const prompts[2] = {"a red ball rolls across a wooden floor",
+                                           "Two blue cubes slide on ice at sunset!"};
+    for (int i = 0; i < 4; i++) {
+        if (i == 2 || i == 3)
+            CHECK(fb_stream_set_prompt(s, prompts[i - 2 == 0], FB_TRANSITION_CUT, 0) == FB_OK);
         CHECK(fb_stream_next_chunk(s, rgb, info.chunk_rgb_bytes, &n, &ci) == FB_OK);
+    }
     long rss0 = rss_kib();
-    long a0 = n_allocs;
+    long a_start = n_allocs;
+    long allocs = 0;
     int64_t frames = 0;
+    int blends = 0, blend_steps = 0, recaches = 0, cur = 0;
     for (long c = 4; c < chunks; c++) {
+        /* steering: a blend every 500 chunks (to the other prompt, over 200 chunks), a
+         * recache back 250 chunks later, an occasional cut */
+        if (c % 500 == 10) {
+            cur ^= 1;
+            CHECK(fb_stream_set_prompt(s, prompts[cur], FB_TRANSITION_BLEND, 200) == FB_OK);
+            blends++;
+        } else if (c % 500 == 260) {
+            cur ^= 1;
+            CHECK(fb_stream_set_prompt(s, prompts[cur], FB_TRANSITION_RECACHE, 0) == FB_OK);
+        } else if (c % 500 == 400) {
+            CHECK(fb_stream_set_prompt(s, prompts[cur], FB_TRANSITION_CUT, 0) == FB_OK);
+        }
+        long a0 = n_allocs;
         st = fb_stream_next_chunk(s, rgb, info.chunk_rgb_bytes, &n, &ci);
+        allocs += n_allocs - a0;
         if (st != FB_OK) {
             CHECK_MSG(0, "chunk %ld: %s", c, fb_stream_errmsg(s));
             break;
         }
+        blend_steps += ci.blend < 1.0f;
+        recaches += ci.recached;
         frames += n;
     }
-    long allocs = n_allocs - a0;
-    CHECK_MSG(a0 > 0, "the allocation counter saw nothing (is --wrap in effect?)");
+    CHECK_MSG(a_start > 0, "the allocation counter saw nothing (is --wrap in effect?)");
+    /* (the last blend may be cut short by the end of the run) */
+    CHECK_MSG(blends >= 10 && blend_steps >= (blends - 1) * 199 && recaches >= blends - 1,
+              "%d blends (%d steps), %d recaches", blends, blend_steps, recaches);
     long rss1 = rss_kib();
     CHECK(ci.chunk == chunks - 1);
     CHECK(ci.first_latent == (chunks - 1) * F);
     CHECK_MSG(allocs == 0, "%ld heap allocations during %ld chunks", allocs, chunks - 4);
+    long a_rest = n_allocs - a_start;   /* set_prompt's token arrays */
 #if defined(__SANITIZE_ADDRESS__)
     /* AddressSanitizer keeps freed blocks in quarantine; OpenBLAS's small-matrix SGEMM kernels
      * (a shared library, outside the count above) malloc and free a buffer per call, so the
@@ -159,9 +188,11 @@ int main(int argc, char **argv)
               ps.max_past);
     CHECK(ps.chunks_seen == chunks);
     CHECK(frames == (int64_t)(chunks - 4) * info.frames_per_chunk);
-    printf("%ld chunks, %ld latent frames, %lld pixel frames: %ld allocations after warm-up, "
-           "RSS %ld -> %ld KiB, max position %d, max past frames %d\n", chunks, chunks * F,
-           (long long)ci.first_frame + n, allocs, rss0, rss1, ps.max_pos, ps.max_past);
+    printf("%ld chunks, %ld latent frames, %lld pixel frames: %ld allocations in chunks after "
+           "warm-up (%ld in set_prompt), %d blends of 200 chunks, %d recaches, RSS %ld -> %ld "
+           "KiB, max position %d, max past frames %d\n", chunks, chunks * F,
+           (long long)ci.first_frame + n, allocs, a_rest, blends, recaches, rss0, rss1,
+           ps.max_pos, ps.max_past);
     free(rgb);
     fb_stream_free(s);
     fb_model_free(m);

@@ -99,6 +99,8 @@ class DiTStage:
     shard_clips: int = 250
     switch_fraction: float = 0.5   # clips whose caption changes at a chunk boundary
     phrasings: int = 4
+    late_start: float = 0.5        # clips that start 1..max_start frames into their scene
+    max_start: int = 160           # (10 s): the model also sees scenes long after their start
     lr: float = 4e-4
     lr_min_frac: float = 0.1
     warmup: int = 500

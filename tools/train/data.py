@@ -55,22 +55,32 @@ def ae_batch(seed, step, batch, frames, switch_fraction):
     return x
 
 
-def make_dit_clip(seed, index, n_video, switch_fraction, phrasings, purpose=DIT_DATA):
+def make_dit_clip(seed, index, n_video, switch_fraction, phrasings, purpose=DIT_DATA,
+                  late_start=0.0, max_start=0, mirror=False):
     """(frames uint8 [n_video, H, W, 3], records, captions {"before", "after", "switch_chunk"}).
 
-    A switch, when there is one, happens at the start of a chunk (1 .. n_chunks-1)."""
+    A switch, when there is one, happens at the start of a chunk (1 .. n_chunks-1). With
+    probability late_start the clip begins 1..max_start frames after the scene's start, so the
+    model also learns scenes that have been running for a while (an endless stream is mostly
+    that); mirror flips half of the clips left-right (no caption names a side)."""
     rng = clip_rng(seed, purpose, index)
     scene = Scene.sample(rng)
+    start = int(rng.integers(1, max_start + 1)) if max_start > 0 and rng.random() < late_start else 0
+    n_total = start + n_video
     switch = None
     n_chunks = n_video // C.CHUNK_VIDEO
     if rng.random() < switch_fraction and n_chunks > 1:
         switch = scene.sample_switch(rng, n_video)
         chunk = int(np.clip(round(switch.frame / C.CHUNK_VIDEO), 1, n_chunks - 1))
-        switch = dataclasses.replace(switch, frame=chunk * C.CHUNK_VIDEO)
-    frames, records = render_clip(scene, n_video, size=(C.HEIGHT, C.WIDTH), switch=switch)
-    caps = clip_captions(records, switch.frame if switch else -1, rng, phrasings)
+        switch = dataclasses.replace(switch, frame=start + chunk * C.CHUNK_VIDEO)
+    frames, records = render_clip(scene, n_total, size=(C.HEIGHT, C.WIDTH), switch=switch)
+    frames, records = frames[start:], records[start:]
+    if mirror and rng.random() < 0.5:
+        frames = np.ascontiguousarray(frames[:, :, ::-1])
+    caps = clip_captions(records, switch.frame - start if switch else -1, rng, phrasings)
     return frames, records, {"before": caps["before"], "after": caps["after"],
-                             "switch_chunk": switch.frame // C.CHUNK_VIDEO if switch else -1}
+                             "switch_chunk": (switch.frame - start) // C.CHUNK_VIDEO if switch else -1,
+                             "start": start}
 
 
 def tokenizer_sentences(seed, n):
@@ -110,7 +120,8 @@ def build_shard(vae, cache_dir, k, st, seed):
     lats, caps, pending = [], [], []
     first = k * st.shard_clips
     for i in range(first, first + st.shard_clips):
-        fr, _, cp = make_dit_clip(seed, i, n_video, st.switch_fraction, st.phrasings)
+        fr, _, cp = make_dit_clip(seed, i, n_video, st.switch_fraction, st.phrasings,
+                                  late_start=st.late_start, max_start=st.max_start, mirror=True)
         caps.append(cp)
         pending.append(fr)
         if len(pending) == 5 or i == first + st.shard_clips - 1:

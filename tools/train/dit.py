@@ -211,7 +211,8 @@ def build_cache(root, tc, vae, budget):
     meta = os.path.join(d, "meta.json")
     want = {"seed": tc.seed, "clips": st.dataset_clips, "shard_clips": st.shard_clips,
             "clip_latents": st.clip_latents, "switch_fraction": st.switch_fraction,
-            "phrasings": st.phrasings, "ae_step": None}
+            "phrasings": st.phrasings, "late_start": st.late_start, "max_start": st.max_start,
+            "mirror": True, "ae_step": None}
     _, want["ae_step"] = ae_stage.load_trained(root)
     if os.path.exists(meta):
         state.check_settings(state.read_json(meta), want, "latent cache")

@@ -1,0 +1,110 @@
+"""train_dit: the DiT stage's objective, with a caption per chunk.
+
+FrameCrossAttention must reproduce the reference's teacher-forced forward_train when every
+frame has the same caption, keep chunks before a prompt switch independent of the caption after
+it (the stream is causal), and keep the parameter names of the reference.
+"""
+import torch
+
+from common import check, finish
+
+from flipbook_ref.config import (DiTConfig, ModelConfig, SamplerConfig, StreamConfig,
+                                 TextEncoderConfig, VAEConfig)
+from flipbook_ref.dit import WanDiT
+from flipbook_ref.kvcache import ClipPlan
+from flipbook_ref.sampler import FlowMatchSchedule
+from flipbook_ref.t5 import T5Encoder
+from train import config as C
+from train import dit as stage
+
+
+def tiny_cfg():
+    return ModelConfig(
+        dit=DiTConfig(in_dim=4, out_dim=4, dim=32, ffn_dim=64, freq_dim=32, text_dim=16,
+                      text_len=8, num_heads=2, num_layers=2),
+        text_encoder=TextEncoderConfig(vocab=40, dim=16, dim_attn=16, dim_ffn=32, num_heads=2,
+                                       num_layers=1, max_tokens=8),
+        vae=VAEConfig(latent_channels=4), sampler=SamplerConfig(shift=1.0),
+        stream=StreamConfig(chunk_frames=2, anchor_frames=2, window_frames=2, latent_height=4,
+                            latent_width=4)).validate()
+
+
+def main():
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    t5, dit = stage.build_models(cfg, 1)
+    with torch.no_grad():                      # zero-initialised head would hide everything
+        for p in dit.head.parameters():
+            p.normal_(0, 0.1)
+    dit.rope_dtype = torch.float64
+    check(all(type(b.cross_attn) is stage.FrameCrossAttention for b in dit.blocks),
+          "cross-attention modules are FrameCrossAttention")
+    check(list(dit.state_dict()) == list(WanDiT(cfg.dit).state_dict()),
+          "parameter names are the reference's")
+    B, Fr = 2, 6
+    plan = ClipPlan(Fr, 2, 2, 2, "window")
+    clean = torch.randn(B, 4, Fr, 4, 4)
+    noisy = torch.randn(B, 4, Fr, 4, 4)
+    t = torch.tensor([1000.0, 1000, 500, 500, 250, 250]).expand(B, Fr)
+    ca, cb = torch.randn(B, 5, 16), torch.randn(B, 5, 16)
+    with torch.no_grad():
+        ref_a = dit.forward_train(noisy, t, ca, plan, clean=clean, t_clean=0.0)
+        ref_b = dit.forward_train(noisy, t, cb, plan, clean=clean, t_clean=0.0)
+        same = torch.zeros(B, Fr, dtype=torch.long)
+        got_a = stage.forward_train(dit, (noisy, clean), t, torch.stack([ca, cb], 1), same, plan)
+        got_b = stage.forward_train(dit, (noisy, clean), t, torch.stack([ca, cb], 1), same + 1, plan)
+        sw = same.clone()
+        sw[:, 4:] = 1                          # switch to caption b at chunk 2
+        got_sw = stage.forward_train(dit, (noisy, clean), t, torch.stack([ca, cb], 1), sw, plan)
+    d = (got_a - ref_a).abs().max().item()
+    check(d < 1e-5, "one caption for all chunks == reference forward_train (max diff %.2g)" % d)
+    d = (got_b - ref_b).abs().max().item()
+    check(d < 1e-5, "the second caption for all chunks == reference with it (max diff %.2g)" % d)
+    d = (got_sw[:, :, :4] - ref_a[:, :, :4]).abs().max().item()
+    check(d < 1e-5, "chunks before the switch do not see the later caption (max diff %.2g)" % d)
+    d = (got_sw[:, :, 4:] - ref_a[:, :, 4:]).abs().max().item()
+    check(d > 1e-3, "chunks after the switch follow the new caption (diff %.2g)" % d)
+
+    # Noise levels: the sampler's own steps about half of the time, table-consistent sigmas.
+    sched = FlowMatchSchedule(cfg.sampler)
+    g = torch.Generator().manual_seed(3)
+    tt, ss = stage.chunk_noise_levels(sched, g, 4000, 1, 0.5)
+    exact = sum(int((tt == s).sum()) for s in sched.steps) / tt.numel()
+    check(0.45 < exact < 0.6, "%.2f of chunk levels are sampler steps" % exact)
+    ok = all(abs(float(sched.sigma(a)) - float(b)) < 1e-7 for a, b in zip(tt[:200, 0], ss[:200, 0]))
+    check(ok, "every sigma is the schedule's sigma of its timestep")
+
+    # The loss trains both networks: gradients reach the text encoder's embeddings.
+    ids = torch.randint(3, 40, (B * 2, 8))
+    mask = torch.ones_like(ids)
+    mask[:, 6:] = 0
+    t_c, s_c = stage.chunk_noise_levels(sched, g, B, Fr // 2, 0.5)
+    loss = stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw), t_c, s_c,
+                         torch.randn(clean.shape, generator=g), bf16=False)
+    loss.backward()
+    check(torch.isfinite(loss).item(), "loss is finite (%.4f)" % loss.item())
+    gt = t5.token_embedding.weight.grad
+    check(gt is not None and gt.abs().sum().item() > 0, "gradients reach the text encoder")
+    gp = dit.blocks[0].self_attn.q.weight.grad
+    check(gp is not None and gp.abs().sum().item() > 0, "gradients reach the DiT blocks")
+
+    # Text encoder: padded batch == the reference's per-prompt encode with zero rows.
+    t5.eval()
+    with torch.no_grad():
+        ref = t5.encode([ids[0, :6].tolist(), ids[1, :6].tolist()])
+        got = stage.encode_text(t5, ids[:2], mask[:2])
+    d = (got[:, :6] - ref).abs().max().item()
+    check(d < 1e-5 and got[:, 6:].abs().max().item() == 0,
+          "batched caption encoding == T5Encoder.encode (max diff %.2g), zero padding rows" % d)
+
+    # The default model's config validates and its DiT is the planned size.
+    full = C.model_config(155, 56)
+    n = sum(p.numel() for p in WanDiT(full.dit).parameters())
+    check(5e6 < n < 9e6, "default DiT has %.2fM parameters" % (n / 1e6))
+    n_t5 = sum(p.numel() for p in T5Encoder(full.text_encoder).parameters())
+    check(n_t5 < 1e6, "default text encoder has %.2fM parameters" % (n_t5 / 1e6))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -28,8 +28,9 @@
 #define HEADROOM 0.9
 /* The buffer always covers at least this much playback before a chunk is due. */
 #define MIN_LEAD_MS 150.0
-/* Weight of the newest chunk in the running chunk-time estimate. */
-#define EWMA_NEW 0.2
+/* The chunk-time estimate is the median of this many recent chunks: robust against the odd
+ * slow chunk (another process, a prompt encode) that would otherwise slow every session. */
+#define EST_WINDOW 31
 #define MAX_BATCH 64
 #define CALIBRATION_CHUNKS 3
 
@@ -85,6 +86,7 @@ struct fbd_sched {
     int max_chunk_frames;
     double period_ms;
     int kv_streams;
+    int cores;
     int slow_ms;                 /* test hook */
     char fail_word[128];         /* test hook */
 
@@ -95,6 +97,8 @@ struct fbd_sched {
     int streams_open;
     int stop;
     double est_ms;               /* running estimate of one stream's chunk */
+    double est_samples[EST_WINDOW];
+    int n_samples, next_sample;
     pthread_t *threads;
     int n_threads;
 };
@@ -116,6 +120,34 @@ static int contains_word(const char *text, const char *word) {
 
 /* ---- figures (under the lock) ------------------------------------------------------------ */
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Adds one chunk's time and recomputes the estimate (under the lock). */
+static void add_sample_locked(fbd_sched *sc, double ms) {
+    sc->est_samples[sc->next_sample] = ms;
+    sc->next_sample = (sc->next_sample + 1) % EST_WINDOW;
+    if (sc->n_samples < EST_WINDOW) sc->n_samples++;
+    double sorted[EST_WINDOW];
+    memcpy(sorted, sc->est_samples, (size_t)sc->n_samples * sizeof *sorted);
+    qsort(sorted, (size_t)sc->n_samples, sizeof *sorted, cmp_double);
+    sc->est_ms = sorted[sc->n_samples / 2];
+    if (sc->est_ms < 0.01) sc->est_ms = 0.01;
+}
+
+/* Machine time one session costs per chunk: the engine's chunk, plus encoding its frames to
+ * VP9 (on the session threads, spread over the cores), from the daemon's running figures. */
+static double encode_ms_per_chunk(const fbd_sched *sc) {
+    uint64_t n = atomic_load_explicit(&fbd_metrics_g.encode_count, memory_order_relaxed);
+    uint64_t ns = atomic_load_explicit(&fbd_metrics_g.encode_ns_sum, memory_order_relaxed);
+    if (n < 16) return 0;
+    return (double)ns / (double)n / 1e6 * sc->info.frames_per_chunk / sc->cores;
+}
+
+static double cost_ms(const fbd_sched *sc) { return sc->est_ms + encode_ms_per_chunk(sc); }
+
 static int active_locked(const fbd_sched *sc) {
     int n = 0;
     for (const fbd_gen *g = sc->gens; g; g = g->next)
@@ -124,12 +156,12 @@ static int active_locked(const fbd_sched *sc) {
 }
 
 static double slowdown_for(const fbd_sched *sc, int active) {
-    double u = (double)active * sc->est_ms / ((double)sc->p.workers * sc->period_ms);
+    double u = (double)active * cost_ms(sc) / ((double)sc->p.workers * sc->period_ms);
     return u > HEADROOM ? u / HEADROOM : 1.0;
 }
 
 static int capacity_locked(const fbd_sched *sc) {
-    double c = floor(HEADROOM * sc->p.workers * sc->period_ms / sc->est_ms);
+    double c = floor(HEADROOM * sc->p.workers * sc->period_ms / cost_ms(sc));
     /* One session always runs, slowed if the machine cannot make even one at full rate:
      * refusing everybody would make the daemon useless on a slow machine. */
     return c < 1 ? 1 : (c > 1e6 ? 1000000 : (int)c);
@@ -185,8 +217,7 @@ static int calibrate(fbd_sched *sc, char *err, size_t n) {
     }
     free(rgb);
     fb_stream_free(st);
-    sc->est_ms = sum / counted;
-    if (sc->est_ms < 0.01) sc->est_ms = 0.01;
+    add_sample_locked(sc, sum / counted);  /* no other thread exists yet */
     return 0;
 }
 
@@ -202,6 +233,8 @@ int fbd_sched_start(const fbd_sched_params *p, fbd_sched **out, char *err, size_
     if (sc->p.batch < 1) sc->p.batch = 1;
     if (sc->p.batch > MAX_BATCH) sc->p.batch = MAX_BATCH;
     if (sc->p.max_sessions < 1) sc->p.max_sessions = 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    sc->cores = cores > 0 ? (int)cores : 1;
     const char *slow = getenv("FLIPBOOK_ENGINE_SLOW_MS");
     if (slow && *slow) sc->slow_ms = atoi(slow) > 0 ? atoi(slow) : 0;
     const char *word = getenv("FLIPBOOK_ENGINE_FAIL_ON_PROMPT");
@@ -321,6 +354,7 @@ void fbd_sched_get_info(fbd_sched *sc, fbd_sched_info *o) {
     o->stream_bytes = sc->info.stream_bytes;
     pthread_mutex_lock(&sc->mu);
     o->chunk_ms = sc->est_ms;
+    o->encode_ms = encode_ms_per_chunk(sc);
     o->capacity = capacity_locked(sc);
     o->sessions = sc->n_gens;
     o->active = active_locked(sc);
@@ -381,9 +415,9 @@ fbd_gen *fbd_sched_admit(fbd_sched *sc, const char *prompt, uint64_t seed, int *
         int cap = capacity_locked(sc);
         *why = FBD_ADMIT_REFUSED_COMPUTE;
         snprintf(msg, n, "this machine can generate %d session%s at full frame rate (a chunk "
-                 "takes %.0f ms, each session needs one every %.0f ms) and %d %s running; try "
-                 "again later, or start flipbookd with --overcommit slow to share it",
-                 cap, cap == 1 ? "" : "s", sc->est_ms, sc->period_ms, sc->n_gens,
+                 "takes %.0f ms with its encoding, each session needs one every %.0f ms) and %d "
+                 "%s running; try again later, or start flipbookd with --overcommit slow to "
+                 "share it", cap, cap == 1 ? "" : "s", cost_ms(sc), sc->period_ms, sc->n_gens,
                  sc->n_gens == 1 ? "is" : "are");
     } else {
         g->next = sc->gens;
@@ -817,7 +851,7 @@ static void work(fbd_sched *sc, job *jobs, int nj) {
     fbd_gen *wake[MAX_BATCH];
     int nw = 0;
     pthread_mutex_lock(&sc->mu);
-    sc->est_ms = (1.0 - EWMA_NEW) * sc->est_ms + EWMA_NEW * per_ms;
+    add_sample_locked(sc, per_ms);
     for (int i = 0; i < n; i++) {
         job *j = &jobs[idx[i]];
         fbd_gen *g = j->g;

@@ -17,8 +17,8 @@
  *     through the gen's notify callback.
  *
  * Admission (fbd_sched_admit): the KV pool decides how many streams exist at all; the measured
- * chunk time (an average over recent chunks, first measured at start-up) decides how many
- * sessions fit at full frame rate. Past that a new session is refused with a message saying
+ * chunk time (the median of recent chunks, first measured at start-up) plus the time encoding
+ * a chunk's frames takes decides how many sessions fit at full frame rate. Past that a new session is refused with a message saying
  * how many fit, or, with overcommit "slow", admitted: every session then paces its frames
  * slower by the same factor (fbd_gen_slowdown), so the machine keeps up and no backlog builds.
  * A paused gen takes no compute; a closed one frees its engine stream (and KV share) at once.
@@ -84,6 +84,7 @@ typedef struct fbd_sched_info {
     int anchor_frames, window_frames;
     int kv_streams;              /* streams the KV pool holds */
     double chunk_ms;             /* current estimate of one stream's chunk */
+    double encode_ms;            /* machine time encoding one chunk's frames takes (all cores) */
     double period_ms;            /* a session at full rate needs a chunk this often */
     int capacity;                /* sessions at full frame rate (estimate; at least 1) */
     int sessions;                /* gens open now */

@@ -164,7 +164,7 @@ size_t fb_dit_scratch_bytes_batch(const fb_dit_config *cfg, int n_calls, int max
 /* Runs n calls (1..FB_DIT_MAX_BATCH) as one forward pass (see the top of this file). Every
  * call is checked before any compute; an error names the call ("call 2 of the batch: ...")
  * and nothing was written. Each calls[i].out receives exactly what fb_dit_forward gives for
- * calls[i] alone on a context with the same thread count. */
+ * calls[i] alone. */
 int fb_dit_forward_batch(const fb_dit *dit, fb_kctx *kc, void *scratch, size_t scratch_bytes,
                          const fb_dit_call *calls, int n, char *err, size_t err_size);
 

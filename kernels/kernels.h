@@ -75,7 +75,9 @@ void fb_sgemm(fb_kctx *k, int trans_a, int trans_b, int M, int N, int K, float a
 void fb_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* torch.nn.Linear: y[M,N] = x[M,K] * W[N,K]^T + b[N]; b may be NULL. y must not overlap x. */
+/* torch.nn.Linear: y[M,N] = x[M,K] * W[N,K]^T + b[N]; b may be NULL. y must not overlap x.
+ * The result does not depend on the context's thread count (the CPU split never sends a block
+ * of a threaded product to a differently-summing small-matrix kernel). */
 void fb_linear(fb_kctx *k, const float *x, const float *W, const float *b, float *y, int M,
                int N, int K);
 void fb_linear_ref(const float *x, const float *W, const float *b, float *y, int M, int N,
@@ -83,8 +85,8 @@ void fb_linear_ref(const float *x, const float *W, const float *b, float *y, int
 
 /* fb_linear over a stack of row segments (the token rows of several independent calls, one
  * after another): y[M,N] for M = seg_rows[0] + ... + seg_rows[n_seg-1]. Each segment's rows
- * come out bit for bit as fb_linear on that segment alone computes them (on a context with
- * the same thread count), so batching calls never changes their numbers. Segments are merged
+ * come out bit for bit as fb_linear on that segment alone computes them, so batching calls
+ * never changes their numbers. Segments are merged
  * into one product where the backend's GEMM gives each row independently of the product's
  * height, and run one by one where it would not (on the CPU: products small enough for
  * OpenBLAS's small-matrix kernels, which sum in another order than its blocked ones). */

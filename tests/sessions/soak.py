@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.request
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B81"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PROMPTS = [
     "a red ball rolls across a wooden floor",
     "two blue cubes slide on ice at sunset",
@@ -254,6 +254,15 @@ def main():
     print(f"soak: flipbookd pid {daemon.pid} port {port}, {args.sessions} session(s), "
           f"{args.minutes:g} min, a control every {args.steer_every:g} s; files in {work}")
 
+    try:
+        return soak(args, daemon, port, work)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def soak(args, daemon, port, work):
     failures = []
 
     def check(ok, what):

@@ -64,22 +64,22 @@ def losses(vae, x, st, gen):
 
 @torch.no_grad()
 def validate(vae, seed):
-    """PSNR (dB) of encode -> decode on fixed held-out clips, float32, no latent noise."""
-    vae.eval()
+    """PSNR (dB) of encode -> decode on fixed held-out clips, float32, no latent noise (the
+    EMA weights: those are the ones exported)."""
     x = data.ae_batch(seed + 1, 0, 4, 16, 0.3)
     y = vae.decode(vae.encode(x))
-    vae.train()
     mse = (y - x[:, :y.shape[1]]).pow(2).mean().item()
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def load_trained(root):
-    """The autoencoder of the latest checkpoint (eval mode) and its step, or (None, 0)."""
+def load_trained(root, ema=True):
+    """The autoencoder of the latest checkpoint (EMA weights by default; eval mode) and its
+    step, or (None, 0)."""
     ck = state.load_ckpt(os.path.join(root, "ae", "ckpt.pt"))
     if ck is None:
         return None, 0
     vae = TAEHV(C.vae_config())
-    vae.load_state_dict(ck["model"])
+    vae.load_state_dict(ck["ema"] if ema and "ema" in ck else ck["model"])
     return vae.eval(), ck["step"]
 
 
@@ -98,9 +98,13 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         state.check_settings(ck["settings"], cur, "ae")
     vae = build_model(tc.seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=st.weight_decay, betas=(0.9, 0.99))
+    ema = build_model(tc.seed)
+    ema.load_state_dict(vae.state_dict())
+    ema.eval()
     step = 0
     if ck is not None:
         vae.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         state.set_rng_state(ck["rng"])
@@ -113,7 +117,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     acc, n_acc, val = {}, 0, float("nan")
 
     def save():
-        state.atomic_torch_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+        state.atomic_torch_save({"model": vae.state_dict(), "ema": ema.state_dict(),
+                                 "opt": opt.state_dict(), "step": step,
                                  "settings": cur, "rng": state.rng_state()}, ck_path)
         budget.saved()
 
@@ -134,6 +139,10 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        with torch.no_grad():
+            d = min(st.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), vae.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
         step += 1
         tuner.step_done(time.time() - t_step)
         parts["loss"] = loss.item()
@@ -141,7 +150,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             acc[k] = acc.get(k, 0.0) + v
         n_acc += 1
         if step % val_every == 0 or step == st.steps:
-            val = validate(vae, tc.seed)
+            val = validate(ema, tc.seed)
         if step % log_every == 0 or step == st.steps:
             m = {k: v / n_acc for k, v in acc.items()}
             m["psnr"] = 10 * math.log10(1.0 / max(m["mse"], 1e-12))

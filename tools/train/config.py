@@ -69,12 +69,13 @@ def model_config(vocab_size, text_len):
 @dataclass
 class AEStage:
     steps: int = 8000
-    batch: int = 4                 # clips per step
-    frames: int = 12               # video frames per clip (3 latent frames)
-    lr: float = 1e-3
+    batch: int = 8                 # clips per step: consecutive frames are near duplicates, so
+    frames: int = 8                # distinct clips matter more than long ones (2 latent frames)
+    lr: float = 5e-4
     lr_min_frac: float = 0.1       # cosine decay to lr * this at the last step
     warmup: int = 200
     weight_decay: float = 1e-4
+    ema: float = 0.999             # exported weights: averages out the batch-to-batch colour jitter
     edge_weight: float = 0.05      # L1 on image gradients, for crisp object rims
     latent_weight: float = 1e-2    # keeps latents near zero mean, unit std per channel
     latent_noise: float = 0.15     # decoder sees z + U(0, this) * N(0, 1): tolerance of DiT error

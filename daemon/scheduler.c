@@ -528,7 +528,7 @@ int fbd_gen_control(fbd_gen *g, const fbd_gen_ctl *c, char *err, size_t n) {
         if (sc->info.anchor_frames == 0) {
             snprintf(err, n, "this model has no anchor frames to pin");
             free_pending(q);
-            return -1;
+            return -2;
         }
         break;
     default:

@@ -180,8 +180,9 @@ void fbd_gen_attach(fbd_gen *g, fbd_gen_notify_fn fn, void *ctx);
  * failed (err says why). */
 int fbd_gen_pop(fbd_gen *g, uint8_t *rgb, uint32_t frame_no, char *err, size_t err_size);
 
-/* Queues a control for the worker. Returns 0 (an ACK or ERROR note answers it later), or -1
- * with a message in err when it is refused at once (bad prompt, bad image, out of memory). */
+/* Queues a control for the worker. Returns 0 (an ACK or ERROR note answers it later), -1 with
+ * a message in err when it is refused at once (bad prompt, bad image, out of memory), or -2
+ * when the model has no such feature (pin without anchor frames). */
 int fbd_gen_control(fbd_gen *g, const fbd_gen_ctl *c, char *err, size_t err_size);
 
 /* A paused gen gets no chunks (its buffer is kept); controls are still applied. */

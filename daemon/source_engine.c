@@ -220,7 +220,7 @@ static fb_source_status es_control(fb_source *src, const fb_source_control *c, c
     }
     int rc = fbd_gen_control(e->g, &gc, err, n);
     free(owned);
-    return rc == 0 ? FB_SOURCE_PENDING : FB_SOURCE_BAD_VALUE;
+    return rc == 0 ? FB_SOURCE_PENDING : rc == -2 ? FB_SOURCE_UNSUPPORTED : FB_SOURCE_BAD_VALUE;
 }
 
 static void es_close(fb_source *src) {

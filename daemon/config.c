@@ -47,8 +47,8 @@ static const option_row options[] = {
     {"max-sessions", OPT_INT, INT(max_sessions), 1, 1024, NULL, "4", 1, "N",
      "sessions that may run at once"},
     {"overcommit", OPT_CHOICE, INT(overcommit), 0, 0, overcommit_names, "refuse", 1, "MODE",
-     "engine: past the sessions that fit at full frame rate, refuse new ones, or admit them "
-     "and slow every session down evenly: refuse | slow"},
+     "engine, past what runs at full frame rate: refuse new sessions, or slow all evenly: "
+     "refuse | slow"},
     {"kv-budget", OPT_SIZE, SIZE(kv_budget), 0, 0, NULL, "0", 1, "BYTES",
      "engine: KV cache pool shared by all sessions (suffix k, M, G); 0 = room for "
      "--max-sessions sessions"},
@@ -63,10 +63,10 @@ static const option_row options[] = {
     {"log-level", OPT_CHOICE, INT(log_level), 0, 0, level_names, "info", 1, "LEVEL",
      "error | warn | info | debug"},
     {"width", OPT_INT, INT(width), 32, 4096, NULL, "256", 1, "PX",
-     "default frame width (even)"},
+     "test pattern: default frame width (even; engines use the model's)"},
     {"height", OPT_INT, INT(height), 32, 4096, NULL, "256", 1, "PX",
-     "default frame height (even)"},
-    {"fps", OPT_INT, INT(fps), 1, 60, NULL, "30", 1, "N", "default frames per second"},
+     "test pattern: default frame height (even)"},
+    {"fps", OPT_INT, INT(fps), 1, 60, NULL, "30", 1, "N", "test pattern: default frames per second"},
     {"bitrate-kbps", OPT_INT, INT(bitrate_kbps), 0, 100000, NULL, "0", 1, "N",
      "VP9 target bitrate; 0 = chosen from the frame size (1000 at 256x256@30)"},
     {"keyframe-interval", OPT_INT, INT(keyframe_interval), 0, 100000, NULL, "0", 1, "FRAMES",

@@ -270,7 +270,7 @@ static void handle_start(fbd_hub *h, hub_client *c, const fb_msg *m) {
     }
     uint64_t seed = m->has_seed ? m->seed : random_seed();
     const char *prompt = m->text ? m->text : "";
-    void *gen = NULL;
+    fbd_gen *gen = NULL;
     char unknown[512] = "";
     if (h->sched) {
         int why = 0;

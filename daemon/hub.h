@@ -5,7 +5,10 @@
  * steering to the session threads, delivers their packets and replies to the right
  * connections, sends `stats` once a second, ends sessions whose owner has been gone for the
  * grace period, renders /metrics, and runs the orderly shutdown (recordings finished, `end`
- * with reason "shutdown", close 1001, then the loop stops).
+ * with reason "shutdown", close 1001, then the loop stops). With the engine source it also
+ * admits sessions through the scheduler (daemon/scheduler.h: KV pool and compute limits,
+ * `session_limit` with a message saying how many fit), fixes their size and rate to the model's,
+ * and joins anchor images sent in parts before handing them to the session.
  *
  * Thread-safety: everything here runs on the service thread (hooks and posted functions),
  * except fbd_hub_request_shutdown(), which any thread may call.

@@ -140,6 +140,9 @@ char *fbd_metrics_render(const fbd_metrics_view *v, size_t *len) {
     put(&b, "flipbook_sessions_refused_total{reason=\"compute\"} %llu\n", LOAD(m->refused_compute));
     head(&b, "flipbook_engine_chunks_total", "counter", "Chunks the engine generated, all sessions.");
     put(&b, "flipbook_engine_chunks_total %llu\n", LOAD(m->engine_chunks));
+    head(&b, "flipbook_engine_batched_chunks_total", "counter",
+         "Chunks whose DiT passes ran in one batched forward with other sessions' chunks.");
+    put(&b, "flipbook_engine_batched_chunks_total %llu\n", LOAD(m->engine_batched));
     head(&b, "flipbook_engine_frames_total", "counter", "Frames the engine generated, all sessions.");
     put(&b, "flipbook_engine_frames_total %llu\n", LOAD(m->engine_frames));
     head(&b, "flipbook_engine_errors_total", "counter",

@@ -39,6 +39,7 @@ typedef struct fbd_metrics {
     /* engine (daemon/scheduler.c) */
     atomic_uint_least64_t engine_chunks;      /* chunks generated, all sessions */
     atomic_uint_least64_t engine_frames;      /* frames generated */
+    atomic_uint_least64_t engine_batched;     /* chunks whose DiT passes ran batched with others */
     atomic_uint_least64_t engine_errors;      /* engine failures (each ends its session) */
     atomic_uint_least64_t chunk_count;
     atomic_uint_least64_t chunk_ns_sum;

@@ -244,6 +244,10 @@ int fbd_sched_start(const fbd_sched_params *p, fbd_sched **out, char *err, size_
     mp.n_threads = sc->p.threads;
     mp.kv_budget_bytes = sc->p.kv_budget;
     mp.max_streams = sc->p.max_sessions;
+    /* one execution context per worker, so the workers compute side by side; a batch as large
+     * as the scheduler makes */
+    mp.max_parallel_calls = sc->p.workers;
+    mp.max_batch = sc->p.batch;
     char e[1024];
     fb_status st = fb_model_load(p->model, &mp, &sc->m, e, sizeof e);
     if (st != FB_OK) {
@@ -753,6 +757,27 @@ static int pick(fbd_sched *sc, job *jobs, int64_t now) {
         deadline[pos] = d;
         if (nj < sc->p.batch) nj++;
     }
+    /* A batch is going to run: when the sessions are being slowed (more of them than run at
+     * full rate), fill it with sessions that are not due yet but hold less than a chunk
+     * (fewest frames first). A batched pass costs less per stream than separate ones, and
+     * their buffers stay bounded (at most two chunks). Otherwise this is skipped: every
+     * session already runs at full rate, and deeper buffers would only delay prompt changes. */
+    int busy_machine = sd > 1.0;
+    while (nj > 0 && nj < sc->p.batch && busy_machine) {
+        fbd_gen *best = NULL;
+        for (fbd_gen *g = sc->gens; g; g = g->next) {
+            if (!g->attached || g->closing || g->busy || g->failed || g->paused) continue;
+            if (g->count >= sc->info.frames_per_chunk || g->cap - g->count < sc->max_chunk_frames)
+                continue;
+            int taken = 0;
+            for (int k = 0; k < nj; k++) taken |= jobs[k].g == g;
+            if (!taken && (!best || g->count < best->count)) best = g;
+        }
+        if (!best) break;
+        memset(&jobs[nj], 0, sizeof jobs[nj]);
+        jobs[nj].g = best;
+        jobs[nj++].run = 1;
+    }
     for (fbd_gen *g = sc->gens; g && nj < sc->p.batch; g = g->next) {
         if (!g->attached || g->closing || g->busy || g->failed || !g->ctl_head) continue;
         int taken = 0;
@@ -843,6 +868,7 @@ static void work(fbd_sched *sc, job *jobs, int nj) {
         } else {
             fbd_metrics_observe_chunk((uint64_t)(per_ms * 1e6));
             atomic_fetch_add(&fbd_metrics_g.engine_chunks, 1);
+            if (infos[i].batch_size > 1) atomic_fetch_add(&fbd_metrics_g.engine_batched, 1);
             atomic_fetch_add(&fbd_metrics_g.engine_frames, (uint64_t)nfr[i]);
         }
     }

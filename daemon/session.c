@@ -791,11 +791,14 @@ static void run(runner *r) {
         int64_t now = mono_us();
         if (now - due >= period) {
             /* Late by at least a frame: count the missed slots and start afresh from now
-             * instead of bursting to catch up. */
+             * instead of bursting to catch up. Waiting for the very first frame (an engine
+             * session's first chunk) is start-up, not lateness. */
             uint64_t missed = (uint64_t)((now - due) / period);
-            atomic_fetch_add(&fbd_metrics_g.frames_late, missed);
-            atomic_fetch_add(&s->late, missed);
-            if (starved) atomic_fetch_add(&fbd_metrics_g.frames_starved, missed);
+            if (r->next_frame > 1) {
+                atomic_fetch_add(&fbd_metrics_g.frames_late, missed);
+                atomic_fetch_add(&s->late, missed);
+                if (starved) atomic_fetch_add(&fbd_metrics_g.frames_starved, missed);
+            }
             due = now;
         }
         starved = 0;

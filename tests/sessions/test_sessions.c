@@ -638,14 +638,20 @@ static void test_admission(void) {
         int64_t t0 = wstest_now_ms();
         pump(all, 4, 3000);
         double dt = (double)(wstest_now_ms() - t0) / 1000.0;
+        double sd0 = -1;
         for (int i = 0; i < 4; i++) {
             double rate = (s[i].frames - f0[i]) / dt;
             cJSON *st = fresh_stats(&s[i]);
             double sd = st ? jnum(st, "slowdown", 0) : 0;
             fprintf(stderr, "overcommitted session %d: %.1f fps, slowdown %.2f, buffer %g\n", i,
                     rate, sd, st ? jnum(st, "buffer", -1) : -1);
-            CHECK(sd > 1.2 && sd < 2.0);
-            CHECK(rate > 7.0 && rate < 14.5);
+            /* four sessions of ~160 ms chunks need 1.28 s of engine time every 0.5 s of
+             * video: each is slowed by the same factor (about 1.4; more on a loaded machine)
+             * and runs at about 16 fps / factor */
+            if (sd0 < 0) sd0 = sd;
+            CHECK(sd > 1.2 && sd < 4.0);
+            CHECK(sd > sd0 * 0.9 && sd < sd0 * 1.1);
+            CHECK(rate < 14.5 && rate > 0.65 * 16.0 / sd && rate < 1.2 * 16.0 / sd);
             CHECK(st && jnum(st, "buffer", 99) <= jnum(st, "bufferMax", 0));
             cJSON_Delete(st);
         }

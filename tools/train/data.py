@@ -97,6 +97,20 @@ def tokenizer_sentences(seed, n):
 
 # ---- the latent cache of the DiT stage --------------------------------------------------------
 
+def world_version():
+    """SHA-256 of tools/world's sources: recorded with every cache shard, so that a cache made
+    by another version of the world can be told apart (the clips depend on its code)."""
+    import hashlib
+    import world
+    root = os.path.dirname(os.path.abspath(world.__file__))
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".py"):
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
 def shard_path(cache_dir, k):
     return os.path.join(cache_dir, "shard_%04d.pt" % k)
 
@@ -127,7 +141,8 @@ def build_shard(vae, cache_dir, k, st, seed):
         if len(pending) == 5 or i == first + st.shard_clips - 1:
             lats.append(encode_clips(vae, np.stack(pending), bf16=True))
             pending = []
-    obj = {"latents": torch.cat(lats), "captions": json.dumps(caps), "first": first}
+    obj = {"latents": torch.cat(lats), "captions": json.dumps(caps), "first": first,
+           "world": world_version()}
     tmp = path + ".tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -1,26 +1,9 @@
-// kernels/cuda/context.cu - device probe, context (stream + cuBLAS handle), memory, GEMM.
+// kernels/cuda/context.cu - context (stream + cuBLAS handle), memory, GEMM. The probe is probe.cu.
 #include "kernels/cuda/common.cuh"
 
 #include <cstdio>
 #include <cstring>
 #include <new>
-
-extern "C" int fb_cuda_probe(char *desc, size_t desc_size) {
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n == 0) {
-        if (desc && desc_size)
-            snprintf(desc, desc_size, "no CUDA device (%s)",
-                     e != cudaSuccess ? cudaGetErrorString(e) : "none found");
-        cudaGetLastError();  // clear the sticky "no device" error
-        return 0;
-    }
-    cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess && desc && desc_size)
-        snprintf(desc, desc_size, "%d CUDA device(s); device 0: %s, %.1f GiB, sm_%d%d", n, p.name,
-                 (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), p.major, p.minor);
-    return n;
-}
 
 void fb_cuda_record(fb_cuda_ctx *c, const char *stmt, const char *file, int line,
                     const char *msg) {

@@ -14,7 +14,6 @@ import os
 import time
 
 import torch
-
 import torch.nn as nn
 
 from flipbook_ref.taehv import TAEHV, MemBlock

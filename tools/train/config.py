@@ -71,7 +71,7 @@ class AEStage:
     steps: int = 8000
     batch: int = 8                 # clips per step: consecutive frames are near duplicates, so
     frames: int = 8                # distinct clips matter more than long ones (2 latent frames)
-    lr: float = 5e-4
+    lr: float = 1e-3
     lr_min_frac: float = 0.1       # cosine decay to lr * this at the last step
     warmup: int = 200
     weight_decay: float = 1e-4

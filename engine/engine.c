@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/engine_internal.h"
 
 const char *fb_status_str(fb_status st)
@@ -208,6 +210,20 @@ void fb__exec_release(fb_model *m, fb__exec *e)
 
 /* ---- loading ---------------------------------------------------------------------------- */
 
+/* The example prompts are only passed on (to the web page) when they are what they claim to
+ * be: a JSON array of strings. A malformed entry is not worth refusing the model over. */
+static const char *prompts_if_valid(const char *json)
+{
+    if (!json)
+        return NULL;
+    cJSON *a = cJSON_Parse(json);
+    int ok = cJSON_IsArray(a);
+    for (const cJSON *e = ok ? a->child : NULL; e; e = e->next)
+        ok = ok && cJSON_IsString(e);
+    cJSON_Delete(a);
+    return ok ? json : NULL;
+}
+
 static fb_status load_fail(fb_model *m, fb_status st)
 {
     fb_model_free(m);
@@ -315,6 +331,7 @@ fb_status fb_model_load(const char *path, const fb_model_params *params, fb_mode
     }
     const char *name = fb_st_metadata(m->st, "flipbook.name");
     snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name && name[0] ? name : "unnamed");
+    m->prompts_json = prompts_if_valid(fb_st_metadata(m->st, "flipbook.prompts"));
     const fb_config *c = &m->cfg;
 
     /* Components: each loader checks its tensors' presence, shapes and dtypes. */
@@ -449,6 +466,7 @@ void fb_model_get_info(const fb_model *m, fb_model_info *o)
         return;
     const fb_config *c = &m->cfg;
     o->name = c->name;
+    o->prompts_json = m->prompts_json;
     o->backend = "cpu";
     o->width = m->width;
     o->height = m->height;

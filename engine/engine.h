@@ -140,6 +140,9 @@ void fb_model_free(fb_model *m);   /* NULL is ignored */
 
 typedef struct fb_model_info {
     const char *name;          /* flipbook.name; valid while the model lives */
+    const char *prompts_json;  /* flipbook.prompts: a JSON array of example prompts (the
+                                * model card's), or NULL when the file has none or it is not
+                                * an array of strings; valid while the model lives */
     const char *backend;       /* "cpu" or "cuda" */
     int width, height;         /* decoded frame size in pixels */
     double fps;

@@ -46,6 +46,7 @@ struct fb_model {
     char path[4096];
     fb_model_params params;
     fb_safetensors *st;         /* kept mapped: the modules may point into it */
+    const char *prompts_json;   /* flipbook.prompts metadata when it is a string array */
     fb_dit *dit;
     fb_t5 *t5;
     fb_tokenizer *tok;

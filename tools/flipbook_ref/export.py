@@ -4,6 +4,7 @@ One safetensors file: metadata flipbook.format = "1", flipbook.config = the JSON
 flipbook.name; tensors "dit." + WanModel names, "text_encoder." + T5Encoder names, "vae." +
 taehv.py names, and "tokenizer.spm", a U8 tensor holding the SentencePiece model bytes.
 """
+import json
 import numpy as np
 import torch
 
@@ -57,12 +58,15 @@ class Model:
         return sd
 
 
-def save_model(path, model: Model, dtype=torch.float32):
+def save_model(path, model: Model, dtype=torch.float32, prompts=None):
+    """prompts: example prompts for the web page (docs/model-format.md, flipbook.prompts)."""
     tensors = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
     if model.tokenizer is not None:
         tensors["tokenizer.spm"] = np.frombuffer(model.tokenizer.model_bytes, dtype=np.uint8).copy()
     meta = {"flipbook.format": FORMAT, "flipbook.config": model.cfg.to_json(),
             "flipbook.name": model.name}
+    if prompts:
+        meta["flipbook.prompts"] = json.dumps(list(prompts))
     st.save(path, tensors, meta)
 
 

@@ -13,10 +13,6 @@ clips with the reference sampler and scores them with the world's scene parser.
 import os
 import sys
 
-# Before torch starts its OpenMP pool: threads that wait at a barrier sleep instead of spinning.
-# At nice 19 a spinning thread would burn the share of the CPU its partner needs to finish.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 # The reference model and the world are sibling packages under tools/.
 _TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TOOLS not in sys.path:

@@ -51,6 +51,16 @@ def smoke_config(tc):
     return tc
 
 
+def _short(v):
+    try:
+        x = float(v)
+    except ValueError:
+        return v
+    if x != x:
+        return "-"
+    return "%d" % x if x == int(x) and abs(x) < 1e9 else "%.4g" % x
+
+
 def status(root, tc):
     for name in C.STAGES:
         sdir = os.path.join(root, name)
@@ -62,13 +72,19 @@ def status(root, tc):
             line += ", checkpoint at step %d of %d (%s)" % (
                 c["step"], getattr(tc, name).steps,
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(ck))))
+        print(line)
         log = os.path.join(sdir, "log.tsv")
         if os.path.exists(log):
             with open(log) as f:
-                rows = f.read().splitlines()
+                rows = [r.split("\t") for r in f.read().splitlines()]
             if len(rows) > 1:
-                line += "\n          last log: " + rows[-1].replace("\t", " ")
-        print(line)
+                head, body = rows[0], rows[1:]
+                keep = [i for i, h in enumerate(head) if h not in ("time", "threads")]
+                pick = sorted({int(round(k * (len(body) - 1) / 9)) for k in range(10)})
+                print("   " + " ".join("%10s" % head[i] for i in keep))
+                for j in pick:
+                    print("   " + " ".join("%10s" % _short(body[j][i] if i < len(body[j]) else "")
+                                          for i in keep))
 
 
 def main(argv=None):

@@ -25,6 +25,20 @@ from flipbook_ref.config import (DiTConfig, ModelConfig, SamplerConfig, StreamCo
 MODEL_NAME = "default"
 SEED = 20240611          # master seed; every stage derives its own streams from it
 
+# Offered by the web page (flipbook.prompts in the exported file) and listed in
+# docs/model-card.md: canonical captions of the world's grammar, covering every background,
+# occluder, shape and colour at least once between them.
+EXAMPLE_PROMPTS = (
+    "two red balls bouncing in front of a pillar at sunset",
+    "a big yellow box falling on the sand on a grid",
+    "three small blue balls bouncing on the grass on a sunny day",
+    "a green triangle sliding in front of a tree at night",
+    "two orange boxes sliding on the road on a grey background",
+    "a white ball rolling in front of a wall under the stars",
+    "a purple triangle falling and a red ball bouncing on a black background",
+    "a big blue box resting on the sand on a teal background",
+)
+
 # Video geometry.
 HEIGHT = WIDTH = 128
 FPS = 16
@@ -68,7 +82,7 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 8000
+    steps: int = 5000
     batch: int = 8                 # clips per step: consecutive frames are near duplicates, so
     frames: int = 8                # distinct clips matter more than long ones (2 latent frames)
     lr: float = 1e-3

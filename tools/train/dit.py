@@ -115,8 +115,11 @@ def encode_text(t5, ids, mask):
 
 
 def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0):
-    """The reference's teacher-forced forward_train with a caption per chunk. x [B, C, F, H, W]
-    noisy, clean passed separately through `x` = (noisy, clean); t [B, F]."""
+    """The reference's teacher-forced forward_train with a caption per chunk.
+
+    x = (noisy, clean), both [B, C, F, H, W]; t [B, F] timesteps of the noisy frames; context
+    [B, P, Lc, text_dim] raw encoder output of P captions per clip; frame_caption [B, F] which
+    of them each frame uses. Returns the predicted flow of the noisy frames [B, C, F, H, W]."""
     noisy, clean = x
     B, _, Fr, H, W = noisy.shape
     gh, gw = dit.grid(H, W)

@@ -40,7 +40,8 @@ def export(root, tc, out, dtype="f16"):
     model, steps = assemble(root)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
-    save_model(tmp, model, torch.float16 if dtype == "f16" else torch.float32)
+    save_model(tmp, model, torch.float16 if dtype == "f16" else torch.float32,
+               prompts=C.EXAMPLE_PROMPTS)
     size = os.path.getsize(tmp)
     if size > MAX_BYTES:
         os.unlink(tmp)

@@ -78,6 +78,13 @@ def check_settings(saved, current, stage):
     if saved is None or saved == current:
         return
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff == ["steps"]:
+        # A run may be shortened or extended: the learning-rate schedule follows the new length
+        # from the step it resumes at. The weights then differ from a run of either length.
+        print("train[%s]: resuming with %d total steps instead of %d" %
+              (stage, current["steps"], saved["steps"]), flush=True)
+        saved["steps"] = current["steps"]
+        return
     raise SystemExit("train: the %s checkpoint was made with other settings (%s); move its "
                      "state folder away to start that stage again" % (stage, ", ".join(diff)))
 

@@ -63,6 +63,13 @@ def main():
             check(False, "a checkpoint of other settings is refused")
         except SystemExit as e:
             check("lr" in str(e), "a checkpoint of other settings is refused (%s)" % e)
+        # The length may change: the run goes on from its checkpoint to the new last step.
+        tc.ae.lr /= 2
+        tc.ae.steps += 2
+        os.unlink(os.path.join(b, "ae", "done"))
+        ae.run(b, tc, state.Budget(None), threads=1)
+        cb = state.load_ckpt(os.path.join(b, "ae", "ckpt.pt"))
+        check(cb["step"] == 6 and cb["settings"]["steps"] == 6, "an extended run resumes to its new length")
     finish()
 
 

@@ -110,7 +110,8 @@ class DiTStage:
     steps: int = 30000
     batch: int = 4
     clip_latents: int = 12         # 6 chunks: the window fills up and slides in every clip
-    dataset_clips: int = 6000      # latent cache size (rendered + encoded once)
+    dataset_clips: int = 2000      # latent cache size (rendered + encoded once); may grow
+                                   # between runs (shards are a function of their index)
     shard_clips: int = 250
     switch_fraction: float = 0.5   # clips whose caption changes at a chunk boundary
     phrasings: int = 4

@@ -218,9 +218,9 @@ def build_cache(root, tc, vae, budget):
             "mirror": True, "ae_step": None}
     _, want["ae_step"] = ae_stage.load_trained(root)
     if os.path.exists(meta):
-        state.check_settings(state.read_json(meta), want, "latent cache")
-    else:
-        state.write_json(meta, want)
+        # The cache may grow: clip i is the same clip whatever the cache's size.
+        state.check_settings(state.read_json(meta), want, "latent cache", resizable=("clips",))
+    state.write_json(meta, want)
     for k in range(n_shards):
         if budget.should_stop():
             return False
@@ -280,7 +280,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit")
+        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)

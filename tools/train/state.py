@@ -73,20 +73,23 @@ def load_ckpt(path):
     return torch.load(path, map_location="cpu")
 
 
-def check_settings(saved, current, stage):
-    """Refuses to resume a stage whose settings changed (that would mix two runs)."""
+def check_settings(saved, current, stage, resizable=("steps",)):
+    """Refuses to resume a stage whose settings changed (that would mix two runs), except for
+    the sizes in `resizable`: a run may be shortened or extended (the learning-rate schedule
+    follows the new length from the step it resumes at) and a dataset grown, since every item
+    is a function of (seed, index). The weights then differ from those of a run made with the
+    new sizes from the start; the log says so."""
     if saved is None or saved == current:
         return
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if diff == ["steps"]:
-        # A run may be shortened or extended: the learning-rate schedule follows the new length
-        # from the step it resumes at. The weights then differ from a run of either length.
-        print("train[%s]: resuming with %d total steps instead of %d" %
-              (stage, current["steps"], saved["steps"]), flush=True)
-        saved["steps"] = current["steps"]
-        return
-    raise SystemExit("train: the %s checkpoint was made with other settings (%s); move its "
-                     "state folder away to start that stage again" % (stage, ", ".join(diff)))
+    hard = [k for k in diff if k not in resizable]
+    if hard:
+        raise SystemExit("train: the %s checkpoint was made with other settings (%s); move its "
+                         "state folder away to start that stage again" % (stage, ", ".join(hard)))
+    for k in diff:
+        print("train[%s]: resuming with %s = %s (was %s)" % (stage, k, current.get(k), saved.get(k)),
+              flush=True)
+        saved[k] = current[k]
 
 
 def step_seed(seed, stage_id, step):

@@ -523,6 +523,27 @@ static void handle_anchor_image(fbd_hub *h, hub_client *c, const fb_msg *m, cons
     image_reset(c);
 }
 
+/* The `server` message: what a page needs before it starts a session (docs/protocol.md). */
+static void send_server_info(fbd_hub *h, hub_client *c, int has_id, int64_t id) {
+    fbd_server_info x = {.has_id = has_id, .id = id, .version = "flipbookd/" FLIPBOOKD_VERSION,
+                         .source = h->source->name, .width = h->cfg->width,
+                         .height = h->cfg->height, .fps = h->cfg->fps};
+    if (h->sched) {
+        x.model = h->info.model_name;
+        x.width = h->info.width;
+        x.height = h->info.height;
+        x.fps = h->engine_fps;
+        x.chunk_frames = h->info.frames_per_chunk;
+        x.prompts_json = h->info.prompts_json;
+        x.engine = 1;
+        if (h->info.anchor_frames > 0) {
+            x.anchor_width = h->info.width;
+            x.anchor_height = h->info.height;
+        }
+    }
+    send_json(c, fbd_msg_server(&x));
+}
+
 static void on_message(void *user, fb_ws_conn *conn, const char *text, size_t len) {
     fbd_hub *h = user;
     hub_client *c = fb_ws_conn_user(conn);
@@ -545,6 +566,9 @@ static void on_message(void *user, fb_ws_conn *conn, const char *text, size_t le
         }
         if (m.type == FB_MSG_START) handle_start(h, c, &m);
         else handle_join(h, c, &m);
+        break;
+    case FB_MSG_INFO:
+        send_server_info(h, c, m.has_id, m.id);
         break;
     case FB_MSG_STATS:
         atomic_fetch_add(&fbd_metrics_g.client_reports, 1);

@@ -1,7 +1,8 @@
 /* daemon/hub.h - the daemon's socket-thread side: connections, sessions, roles, stats, shutdown.
  *
  * The hub implements the fb_ws_server hooks: it parses each client message (stream/protocol.h),
- * creates and joins sessions, checks roles (owner token, viewers may not steer), forwards
+ * answers `info` with the `server` message (what it serves, before any session), creates and
+ * joins sessions, checks roles (owner token, viewers may not steer), forwards
  * steering to the session threads, delivers their packets and replies to the right
  * connections, sends `stats` once a second, ends sessions whose owner has been gone for the
  * grace period, renders /metrics, and runs the orderly shutdown (recordings finished, `end`

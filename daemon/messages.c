@@ -57,6 +57,14 @@ static int add_words(cJSON *o, const char *name, const char *words) {
     return 1;
 }
 
+/* `anchorImage`: what an anchor image upload must look like (config and server messages). */
+static int add_anchor_image(cJSON *o, int width, int height) {
+    cJSON *a = cJSON_AddObjectToObject(o, "anchorImage");
+    int ok = a && add_int(a, "width", width) && add_int(a, "height", height);
+    ok = ok && add_words(a, "formats", "rgb24 rgba32");
+    return ok && add_int(a, "partChars", FBD_ANCHOR_PART_CHARS);
+}
+
 char *fbd_msg_ack(const fb_ack *a, int has_chunk, int64_t chunk) {
     return fbd_msg_ack_prompt(a, has_chunk, chunk, NULL);
 }
@@ -106,12 +114,7 @@ char *fbd_msg_config(int width, int height, int fps, const fbd_config_ext *x) {
     if (ok && x->source) ok = cJSON_AddStringToObject(o, "source", x->source) != NULL;
     if (ok && x->model) ok = cJSON_AddStringToObject(o, "model", x->model) != NULL;
     if (ok && x->chunk_frames) ok = add_int(o, "chunkFrames", x->chunk_frames);
-    if (ok && x->anchor_width > 0) {
-        cJSON *a = cJSON_AddObjectToObject(o, "anchorImage");
-        ok = a && add_int(a, "width", x->anchor_width) && add_int(a, "height", x->anchor_height);
-        ok = ok && add_words(a, "formats", "rgb24 rgba32");
-        ok = ok && add_int(a, "partChars", FBD_ANCHOR_PART_CHARS);
-    }
+    if (ok && x->anchor_width > 0) ok = add_anchor_image(o, x->anchor_width, x->anchor_height);
     return close_msg(o, ok);
 }
 
@@ -120,5 +123,47 @@ char *fbd_msg_hello(const char *session, int is_owner, const char *token, const 
     cJSON *o = open_msg(fb_proto_hello(session, is_owner, token, server));
     int ok = o != NULL;
     if (ok && unknown_words && unknown_words[0]) ok = add_words(o, "unknownWords", unknown_words);
+    return close_msg(o, ok);
+}
+
+char *fbd_msg_server(const fbd_server_info *x) {
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && cJSON_AddStringToObject(o, "type", "server") != NULL;
+    if (ok && x->has_id) ok = add_int(o, "id", x->id);
+    if (ok && x->version) ok = cJSON_AddStringToObject(o, "version", x->version) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "source", x->source ? x->source : "") != NULL;
+    if (ok && x->model) ok = cJSON_AddStringToObject(o, "model", x->model) != NULL;
+    ok = ok && add_int(o, "width", x->width) && add_int(o, "height", x->height) &&
+         add_int(o, "fps", x->fps);
+    if (ok && x->chunk_frames > 0) ok = add_int(o, "chunkFrames", x->chunk_frames);
+    if (ok) {
+        /* The engine checked that the metadata is an array of strings; parse it again anyway
+         * so that nothing but such an array can reach the client. */
+        cJSON *p = x->prompts_json ? cJSON_Parse(x->prompts_json) : NULL;
+        cJSON *arr = cJSON_CreateArray();
+        ok = arr != NULL;
+        for (const cJSON *e = cJSON_IsArray(p) ? p->child : NULL; ok && e; e = e->next) {
+            if (!cJSON_IsString(e) || !e->valuestring[0]) continue;
+            cJSON *str = cJSON_CreateString(e->valuestring);
+            ok = str && cJSON_AddItemToArray(arr, str);
+            if (!ok) cJSON_Delete(str);
+        }
+        cJSON_Delete(p);
+        if (ok) ok = cJSON_AddItemToObject(o, "prompts", arr);
+        if (!ok) cJSON_Delete(arr);
+    }
+    ok = ok && add_int(o, "maxPromptBytes", FB_PROTO_MAX_PROMPT);
+    /* The test pattern applies every prompt at once: any transition is accepted and acts as
+     * a cut, so only `cut` is offered. */
+    ok = ok && add_words(o, "transitions", x->engine ? "cut recache blend" : "cut");
+    if (ok && x->engine) {
+        cJSON *b = cJSON_AddObjectToObject(o, "blendChunks");
+        ok = b && add_int(b, "min", FB_PROTO_MIN_CHUNKS) && add_int(b, "max", FB_PROTO_MAX_CHUNKS) &&
+             add_int(b, "default", FB_PROTO_DEFAULT_CHUNKS);
+    }
+    ok = ok && add_words(o, "controls", x->anchor_width > 0
+                                            ? "prompt seed reset pause resume record anchor"
+                                            : "prompt seed reset pause resume record");
+    if (ok && x->anchor_width > 0) ok = add_anchor_image(o, x->anchor_width, x->anchor_height);
     return close_msg(o, ok);
 }

@@ -1,9 +1,10 @@
 /* daemon/messages.h - the flipbook.v1 server messages with the fields the daemon adds for
  * engine sessions (docs/protocol.md): `chunk` in acks, the engine figures and `lastControl` in
- * stats, `source`/`model`/anchor limits in config, `unknownWords` in hello.
+ * stats, `source`/`model`/anchor limits in config, `unknownWords` in hello; and the `server`
+ * message that answers a client's `info` request (what a page shows before any session).
  *
  * Each builder starts from stream/protocol.h's message (so the base fields stay defined in one
- * place) and adds to it. They return a malloc'd JSON string to free with fb_proto_free(), or
+ * place) and adds to it; `server` has no base message there and is built here whole. They return a malloc'd JSON string to free with fb_proto_free(), or
  * NULL when out of memory.
  *
  * Thread-safety: reentrant; no shared state.
@@ -51,5 +52,21 @@ char *fbd_msg_config(int width, int height, int fps, const fbd_config_ext *x);
 /* hello, plus `unknownWords` (space-separated list; NULL or "": no field). */
 char *fbd_msg_hello(const char *session, int is_owner, const char *token, const char *server,
                     const char *unknown_words);
+
+/* The `server` message: what this daemon serves, before any session exists. */
+typedef struct fbd_server_info {
+    int has_id;
+    int64_t id;                  /* the `info` request's id, echoed */
+    const char *version;         /* "flipbookd/x.y.z" */
+    const char *source;          /* "testpattern" | "engine" */
+    const char *model;           /* engine: the model's name; NULL for the test pattern */
+    int width, height, fps;      /* what a `start` without them gets */
+    int chunk_frames;            /* engine: frames per chunk; 0: no field */
+    const char *prompts_json;    /* the model's example prompts (JSON array of strings) or NULL */
+    int engine;                  /* 1: transitions are real (cut, recache, blend), anchors apply */
+    int anchor_width, anchor_height; /* engine with anchor frames; 0: anchors unsupported */
+} fbd_server_info;
+
+char *fbd_msg_server(const fbd_server_info *x);
 
 #endif

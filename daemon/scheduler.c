@@ -343,6 +343,7 @@ void fbd_sched_stop(fbd_sched *sc) {
 void fbd_sched_get_info(fbd_sched *sc, fbd_sched_info *o) {
     memset(o, 0, sizeof *o);
     snprintf(o->model_name, sizeof o->model_name, "%s", sc->info.name ? sc->info.name : "");
+    o->prompts_json = sc->info.prompts_json;
     snprintf(o->backend, sizeof o->backend, "%s", sc->info.backend ? sc->info.backend : "cpu");
     o->width = sc->info.width;
     o->height = sc->info.height;

@@ -76,6 +76,8 @@ void fbd_sched_stop(fbd_sched *s);
 
 typedef struct fbd_sched_info {
     char model_name[128];
+    const char *prompts_json;    /* the model's example prompts (a JSON array of strings), or
+                                  * NULL; valid until fbd_sched_stop */
     char backend[16];            /* "cpu" */
     int width, height;           /* frame size */
     double fps;                  /* the model's frame rate */

@@ -33,7 +33,7 @@ typedef struct control {
     int has_id;
     int64_t id;
     char *text;
-    fb_transition transition;
+    fb_msg_transition transition;
     int chunks;
     uint64_t seed;
     fb_record_action record;
@@ -389,7 +389,7 @@ static void on_source_note(void *ctx, const fb_source_note *n) {
         const char *type = fb_msg_type_name(n->to.type);
         fb_ack a = {.of = type, .has_id = n->to.has_id, .id = n->to.id, .has_frame = 1,
                     .frame = n->frame, .has_seed = n->has_seed, .seed = n->seed};
-        if (n->to.type == FB_MSG_PROMPT) a.transition = fb_transition_name(n->transition);
+        if (n->to.type == FB_MSG_PROMPT) a.transition = fb_msg_transition_name(n->transition);
         set_last_control(s, type, n->chunk, n->frame);
         if (n->to.type == FB_MSG_PROMPT)
             FB_LOG_DEBUG("session", "%s: prompt from chunk %lld (frame %lld)", s->id,
@@ -583,7 +583,7 @@ static void apply_control(runner *r, const control *c) {
         sc.text = c->text;
         sc.transition = c->transition;
         sc.chunks = c->chunks;
-        a.transition = fb_transition_name(c->transition);
+        a.transition = fb_msg_transition_name(c->transition);
         break;
     case FB_MSG_SEED:
         sc.kind = FB_SOURCE_CTL_SEED;

@@ -61,7 +61,7 @@ typedef struct fb_source_note {
     fb_source_reply_to to;       /* ACK, ERROR */
     int64_t chunk;               /* ACK: the chunk from which the change applies */
     int64_t frame;               /* ACK: the wire frame number from which it applies */
-    fb_transition transition;    /* ACK of a prompt */
+    fb_msg_transition transition;    /* ACK of a prompt */
     int has_seed;
     uint64_t seed;               /* ACK of a seed */
     const char *unknown_words;   /* ACK of a prompt: space-separated, NULL when not a prompt */
@@ -97,7 +97,7 @@ typedef struct fb_source_control {
     fb_source_reply_to to;
     int64_t t_us;                /* CLOCK_MONOTONIC time the request arrived */
     const char *text;            /* PROMPT */
-    fb_transition transition;    /* PROMPT */
+    fb_msg_transition transition;    /* PROMPT */
     int chunks;                  /* PROMPT, blend length */
     uint64_t seed;               /* SEED */
     const char *data;            /* ANCHOR_IMAGE: base64 as received */

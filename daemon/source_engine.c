@@ -42,7 +42,7 @@ static void on_note(void *ctx, const fbd_gen_note *n) {
         out.chunk = n->chunk;
         out.frame = n->frame;
         if (n->ctl == FBD_GEN_PROMPT) {
-            out.transition = (fb_transition)n->transition;
+            out.transition = (fb_msg_transition)n->transition;
             out.unknown_words = n->unknown_words ? n->unknown_words : "";
             out.n_unknown = n->n_unknown;
         }
@@ -194,8 +194,8 @@ static fb_source_status es_control(fb_source *src, const fb_source_control *c, c
     case FB_SOURCE_CTL_PROMPT:
         gc.kind = FBD_GEN_PROMPT;
         gc.text = c->text ? c->text : "";
-        gc.transition = c->transition == FB_TRANSITION_RECACHE ? 1
-                        : c->transition == FB_TRANSITION_BLEND  ? 2
+        gc.transition = c->transition == FB_MSG_TRANSITION_RECACHE ? 1
+                        : c->transition == FB_MSG_TRANSITION_BLEND  ? 2
                                                                 : 0;
         gc.chunks = c->chunks > 0 ? c->chunks : FB_PROTO_DEFAULT_CHUNKS;
         break;

@@ -18,6 +18,7 @@ static const char *const type_names[FB_MSG_COUNT] = {
     [FB_MSG_SEED] = "seed",     [FB_MSG_PAUSE] = "pause",   [FB_MSG_RESUME] = "resume",
     [FB_MSG_RECORD] = "record", [FB_MSG_ANCHOR] = "anchor", [FB_MSG_RESET] = "reset",
     [FB_MSG_KEYFRAME] = "keyframe", [FB_MSG_STOP] = "stop", [FB_MSG_STATS] = "stats",
+    [FB_MSG_INFO] = "info",
 };
 
 static const char *const err_names[FB_ERR_COUNT] = {
@@ -57,10 +58,10 @@ int fb_msg_needs_owner(fb_msg_type t) {
     }
 }
 
-const char *fb_transition_name(fb_transition t) {
+const char *fb_msg_transition_name(fb_msg_transition t) {
     switch (t) {
-    case FB_TRANSITION_RECACHE: return "recache";
-    case FB_TRANSITION_BLEND: return "blend";
+    case FB_MSG_TRANSITION_RECACHE: return "recache";
+    case FB_MSG_TRANSITION_BLEND: return "blend";
     default: return "cut";
     }
 }
@@ -260,9 +261,9 @@ static int parse_fields(const cJSON *root, fb_msg *m, fb_msg_error *err) {
     case FB_MSG_PROMPT:
         if (get_str(root, "text", 1, &s, err)) return -1;
         if (copy_text("text", s, &m->text, &m->text_len, err)) return -1;
-        if (get_choice(root, "transition", 0, transitions, FB_TRANSITION_CUT, &choice, err))
+        if (get_choice(root, "transition", 0, transitions, FB_MSG_TRANSITION_CUT, &choice, err))
             return -1;
-        m->transition = (fb_transition)choice;
+        m->transition = (fb_msg_transition)choice;
         v = FB_PROTO_DEFAULT_CHUNKS;
         if (get_int(root, "chunks", 0, FB_PROTO_MIN_CHUNKS, FB_PROTO_MAX_CHUNKS, &v, NULL, err))
             return -1;
@@ -294,7 +295,7 @@ static int parse_fields(const cJSON *root, fb_msg *m, fb_msg_error *err) {
         if (get_number(root, "decodeQueue", &m->decode_queue, &m->has_decode_queue, err)) return -1;
         if (get_number(root, "fps", &m->client_fps, &m->has_client_fps, err)) return -1;
         return get_number(root, "dropped", &m->client_dropped, &m->has_client_dropped, err);
-    default:  /* pause, resume, reset, keyframe, stop: no fields */
+    default:  /* pause, resume, reset, keyframe, stop, info: no fields */
         return 0;
     }
 }

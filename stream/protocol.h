@@ -53,6 +53,7 @@ typedef enum fb_msg_type {
     FB_MSG_KEYFRAME,
     FB_MSG_STOP,
     FB_MSG_STATS,
+    FB_MSG_INFO,                /* what the server offers; needs no session */
     FB_MSG_COUNT
 } fb_msg_type;
 
@@ -77,7 +78,7 @@ typedef enum fb_err {
     FB_ERR_COUNT
 } fb_err;
 
-typedef enum fb_transition { FB_TRANSITION_CUT = 0, FB_TRANSITION_RECACHE, FB_TRANSITION_BLEND } fb_transition;
+typedef enum fb_msg_transition { FB_MSG_TRANSITION_CUT = 0, FB_MSG_TRANSITION_RECACHE, FB_MSG_TRANSITION_BLEND } fb_msg_transition;
 typedef enum fb_record_action { FB_RECORD_START = 0, FB_RECORD_STOP } fb_record_action;
 typedef enum fb_anchor_action { FB_ANCHOR_PIN = 0, FB_ANCHOR_CLEAR, FB_ANCHOR_IMAGE } fb_anchor_action;
 
@@ -104,7 +105,7 @@ typedef struct fb_msg {
     char token[FB_PROTO_MAX_ID_LEN + 1];
 
     /* prompt */
-    fb_transition transition;
+    fb_msg_transition transition;
     int chunks;
 
     /* record */
@@ -135,7 +136,7 @@ void fb_msg_clear(fb_msg *m);
 const char *fb_msg_type_name(fb_msg_type t);  /* "start", "join", ... ; "?" when out of range */
 const char *fb_err_code(fb_err e);            /* "bad_json", ... ; "internal" when out of range */
 int fb_msg_needs_owner(fb_msg_type t);        /* 1 for the steering messages viewers may not send */
-const char *fb_transition_name(fb_transition t);
+const char *fb_msg_transition_name(fb_msg_transition t);
 
 /* 1 when buf[0..len) is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
 int fb_utf8_valid(const void *buf, size_t len);

@@ -798,6 +798,8 @@ int fb_ws_server_new(const fb_ws_config *cfg, const fb_ws_hooks *hooks, fb_ws_se
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = s->tls_cert;
         info.ssl_private_key_filepath = s->tls_key;
+        info.alpn = "http/1.1";   /* static files are written in 32 KiB pieces, over the 16 KiB
+                                   * an HTTP/2 frame may carry; WebSockets are HTTP/1.1 anyway */
     }
     s->vhost = lws_create_vhost(s->ctx, &info);
     if (!s->vhost) {

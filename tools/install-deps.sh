@@ -7,7 +7,7 @@ set -euo pipefail
 
 run_pkgs=(build-essential cmake pkg-config libwebsockets-dev libvpx-dev liburing-dev
           libcjson-dev libopenblas-dev)
-test_pkgs=(ffmpeg chromium clang libclang-rt-14-dev nodejs npm
+test_pkgs=(ffmpeg chromium clang libclang-rt-14-dev nodejs npm openssl
            python3-numpy python3-torch python3-sentencepiece)
 
 pkgs=("${run_pkgs[@]}")

@@ -2,9 +2,12 @@
 // docs/protocol.md) with WebCodecs, and steers it.
 //
 // Pieces: Player (VideoDecoder -> latest decoded frame -> canvas on requestAnimationFrame),
-// Connection (WebSocket with reconnect and backoff), and the page logic that ties them to the
-// controls. window.flipbookStats is a live object with the figures the page shows; the browser
-// test reads it.
+// Connection (WebSocket with reconnect and backoff), ChunkClock and Timeline (where the engine's
+// chunk boundaries fall among the frames on screen), and the page logic that ties them to the
+// controls. On connecting the page asks the daemon what it serves (`info` -> `server`: source,
+// model, size, example prompts, transitions, anchor image limits) and shows only the controls
+// that apply. window.flipbookStats is a live object with the figures the page shows; the
+// browser tests read it.
 
 const CODEC_FALLBACK = 'vp09.00.31.08';
 const COLOR_SPACE = { primaries: 'bt709', transfer: 'bt709', matrix: 'bt709', fullRange: false };
@@ -12,14 +15,10 @@ const HEADER_SIZE = 16;
 const MAX_DECODE_QUEUE = 8;          // frames waiting in the decoder before we skip to a keyframe
 const KEYFRAME_RETRY_MS = 1500;      // ask again when the asked-for keyframe does not come
 const OWNER_KEY = 'flipbook.owner';  // sessionStorage: {session, token} of the stream we own
-const SUGGESTIONS = [
-  'a paper boat drifting down a rainy street at night',
-  'slow clouds rolling over mountains at dawn',
-  'a fox running through autumn woods',
-  'neon jellyfish floating above a city',
-  'waves breaking on a black sand beach',
-  'a lighthouse in a storm, cinematic',
-];
+const MAX_PROMPT_BYTES = 2000;       // docs/protocol.md; the `server` message may say otherwise
+const PART_BURST = 30;               // anchor image parts sent at once (the rate limit's burst is 40)
+const PART_GAP_MS = 60;              // then one part per this many ms (the limit is 20 per second)
+const TIMELINE_SECONDS = 8;          // frames shown on the chunk timeline
 
 // ------------------------------------------------------------------------------------ stats
 
@@ -49,9 +48,20 @@ const stats = {
   width: 0,
   height: 0,
   fps: 0,
+  serverInfo: null,      // the `server` message (what the daemon serves)
+  config: null,          // the last `config` message
+  source: null,          // 'engine' | 'testpattern' once known
   server: null,          // last `stats` message
   lastAck: null,
+  acks: [],              // the last 20 acks
   lastError: null,
+  unknownWords: [],      // words of the current prompt the model does not know
+  anchor: null,          // {state: 'sending'|'set'|'pinned'|'error', message, chunk, frame}
+  anchorUpload: null,    // the last picture sent: {width, height, chars (base64), parts}
+  chunkBoundaries: [],   // frame numbers where chunks start, among the frames on the timeline
+  chunkClockExact: false,
+  ended: null,           // {reason, code} once the session ended
+  sessionLimit: null,    // the last session_limit error
   recording: null,       // last `recording` message
   reconnects: 0,
 };
@@ -61,18 +71,27 @@ window.flipbookStats = stats;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  conn: $('conn'), connText: $('conn-text'),
+  conn: $('conn'), connText: $('conn-text'), brandTag: $('brand-tag'),
   stage: $('stage'), canvas: $('screen'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
   badgeRec: $('badge-rec'), badgePaused: $('badge-paused'), badgeViewer: $('badge-viewer'),
+  strip: $('strip'), timeline: $('timeline'),
+  sxChunk: $('sx-chunk'), sxChunkMs: $('sx-chunk-ms'), sxFps: $('sx-fps'), sxBuffer: $('sx-buffer'),
+  sxKv: $('sx-kv'), sxPromptMs: $('sx-prompt-ms'), sxControl: $('sx-control'), slowdown: $('slowdown'),
   form: $('prompt-form'), prompt: $('prompt'), send: $('send'),
-  suggestions: $('suggestions'), viewerNote: $('viewer-note'),
-  transition: $('transition'), seed: $('seed'), seedApply: $('seed-apply'),
-  pause: $('pause'), record: $('record'), recResult: $('rec-result'), recLink: $('rec-link'),
+  transitionRow: $('transition-row'), transition: $('transition'),
+  blendField: $('blend-field'), blendChunks: $('blend-chunks'),
+  unknownWords: $('unknown-words'),
+  suggestions: $('suggestions'), chips: $('chips'), viewerNote: $('viewer-note'),
+  seed: $('seed'), seedApply: $('seed-apply'), pause: $('pause'), reset: $('reset'),
+  record: $('record'), recResult: $('rec-result'), recLink: $('rec-link'),
+  anchorCard: $('anchor-card'), anchorPin: $('anchor-pin'), anchorUpload: $('anchor-upload'),
+  anchorFile: $('anchor-file'), anchorPreviewBox: $('anchor-preview-box'),
+  anchorPreview: $('anchor-preview'), anchorStatus: $('anchor-status'),
   viewerLink: $('viewer-link'), copyLink: $('copy-link'),
   stFps: $('st-fps'), stLatency: $('st-latency'), stBitrate: $('st-bitrate'),
   stDropped: $('st-dropped'), stFrame: $('st-frame'), stSize: $('st-size'),
-  stServer: $('st-server'), stViewers: $('st-viewers'),
+  stSource: $('st-source'), stServer: $('st-server'), stViewers: $('st-viewers'),
   toast: $('toast'),
 };
 
@@ -103,6 +122,8 @@ function median(sorted, q) {
   if (!sorted.length) return null;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------ player
 
@@ -415,6 +436,131 @@ class Connection {
   }
 }
 
+
+// ------------------------------------------------------------------------------------ chunks
+
+// Where chunk boundaries fall in the frame numbers. The engine makes `n` frames a chunk (the
+// first chunk after a start or reset may be shorter: the decoder trims its warm-up), and frames
+// are numbered in the order they are sent, so past the first chunk chunk c starts at frame
+// offset + c * n for one offset per run of the stream. Acks of prompt/seed/anchor/reset give a
+// chunk's first frame exactly; each `stats` message says which chunk its newest frame belongs
+// to, which bounds the offset (the two figures are read a moment apart, so allow one frame).
+// A contradiction (a pause repeats frames, a reset restarts the count) starts a new estimate.
+class ChunkClock {
+  constructor() { this.n = 0; this.clear(); }
+
+  clear() {
+    this.lo = -Infinity;   // offset bounds: chunk c >= 1 starts at offset + c * n
+    this.hi = Infinity;
+    this.restartFrame = null;   // first frame of chunk 0 of the current run, when known
+  }
+
+  setChunkFrames(n) {
+    if (n > 0 && n !== this.n) { this.n = n; this.clear(); }
+  }
+
+  narrow(lo, hi) {
+    const nlo = Math.max(this.lo, lo), nhi = Math.min(this.hi, hi);
+    if (nlo > nhi) { this.lo = lo; this.hi = hi; } else { this.lo = nlo; this.hi = nhi; }
+  }
+
+  // Chunk `chunk` starts at frame `frame` (from an ack).
+  starts(chunk, frame) {
+    if (!this.n || !Number.isInteger(chunk) || !Number.isInteger(frame)) return;
+    if (chunk === 0) { this.clear(); this.restartFrame = frame; return; }
+    this.lo = this.hi = frame - chunk * this.n;
+  }
+
+  // The frame `frame` (or the one after it) belongs to chunk `chunk` (from stats).
+  contains(chunk, frame) {
+    if (!this.n || !Number.isInteger(chunk) || !Number.isInteger(frame) || chunk < 1) return;
+    this.narrow(frame - (chunk + 1) * this.n + 1, frame + 1 - chunk * this.n);
+  }
+
+  exact() { return Number.isFinite(this.lo) && this.lo === this.hi; }
+
+  // Chunk start frames within [from, to].
+  boundaries(from, to) {
+    const out = [];
+    if (this.restartFrame != null && this.restartFrame >= from && this.restartFrame <= to) {
+      out.push(this.restartFrame);
+    }
+    if (!this.n || !Number.isFinite(this.lo) || !Number.isFinite(this.hi)) return out;
+    const off = Math.round((this.lo + this.hi) / 2);
+    for (let k = Math.max(1, Math.ceil((from - off) / this.n)); off + k * this.n <= to; k++) {
+      const f = off + k * this.n;
+      if (this.restartFrame == null || f > this.restartFrame) out.push(f);
+    }
+    return out.sort((a, b) => a - b);
+  }
+}
+
+// The strip under the video: the last few seconds of frames, a tick where each chunk starts,
+// and a marker where a control took effect.
+class Timeline {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d');
+    this.marks = [];          // {frame, label}
+    this.drawn = null;
+  }
+
+  mark(frame, label) {
+    if (!Number.isInteger(frame)) return;
+    this.marks.push({ frame, label });
+    if (this.marks.length > 16) this.marks.shift();
+  }
+
+  clear() { this.marks = []; this.drawn = null; }
+
+  draw(clock, latest, fps) {
+    const key = `${latest}|${clock.lo}|${clock.hi}|${clock.restartFrame}|${this.marks.length}`;
+    if (key === this.drawn) return;
+    this.drawn = key;
+    const c = this.canvas, ctx = this.ctx;
+    const cssW = Math.max(200, Math.round(c.clientWidth || 640));
+    const dpr = window.devicePixelRatio || 1;
+    if (c.width !== Math.round(cssW * dpr)) { c.width = Math.round(cssW * dpr); c.height = Math.round(34 * dpr); }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const W = cssW, H = 34;
+    ctx.clearRect(0, 0, W, H);
+    ctx.fillStyle = 'rgba(255,255,255,0.05)';
+    ctx.fillRect(0, 14, W, 12);
+    if (latest < 0) return;
+    const span = Math.max(16, Math.round((fps || 16) * TIMELINE_SECONDS));
+    const from = latest - span + 1;
+    const x = (f) => ((f - from) / span) * W;
+    ctx.fillStyle = 'rgba(122,162,247,0.28)';
+    ctx.fillRect(Math.max(0, x(Math.max(from, 0))), 14, W - Math.max(0, x(Math.max(from, 0))), 12);
+    const ticks = clock.boundaries(Math.max(0, from), latest);
+    stats.chunkBoundaries = ticks;
+    stats.chunkClockExact = clock.exact();
+    ctx.strokeStyle = clock.exact() ? 'rgba(228,231,236,0.85)' : 'rgba(228,231,236,0.4)';
+    ctx.fillStyle = 'rgba(138,147,163,1)';
+    ctx.font = '10px ui-monospace, monospace';
+    ctx.lineWidth = 1;
+    let lastLabelX = -Infinity;
+    for (const f of ticks) {
+      const px = Math.round(x(f)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(px, 11); ctx.lineTo(px, 29); ctx.stroke();
+      if (px - lastLabelX > 34 && px + 24 < W && clock.n) {
+        const idx = clock.restartFrame != null && f === clock.restartFrame ? 0
+          : Math.round((f - Math.round((clock.lo + clock.hi) / 2)) / clock.n);
+        if (Number.isFinite(idx)) ctx.fillText(`#${idx}`, px + 3, 10);
+        lastLabelX = px;
+      }
+    }
+    for (const m of this.marks) {
+      if (m.frame < from || m.frame > latest + span) continue;
+      const px = Math.min(W - 2, Math.round(x(m.frame)));
+      ctx.fillStyle = '#e2b86b';
+      ctx.beginPath(); ctx.moveTo(px - 4, 34); ctx.lineTo(px + 4, 34); ctx.lineTo(px, 27); ctx.fill();
+      ctx.fillRect(px - 1, 14, 2, 12);
+      ctx.fillText(m.label, Math.min(px + 5, W - 6 * m.label.length), 33);
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------ page
 
 const params = new URLSearchParams(location.search);
@@ -426,7 +572,13 @@ let sessionEnded = false;
 let paused = false;
 let recording = false;
 let nextId = 1;
+let infoId = 0;                   // id of our `info` request (an older daemon refuses it)
+let anchorBusy = false;
+let debugPartChars = 0;           // tests: smaller anchor image parts (see flipbookDebug)
+let justStarted = false;          // our `start` was answered: chunk 0 begins at frame 0
 const pendingIds = new Map();     // id -> what it was, for ack/error messages
+const chunkClock = new ChunkClock();
+const timeline = new Timeline(ui.timeline);
 
 if (mode === 'owner') {
   try { owner = JSON.parse(sessionStorage.getItem(OWNER_KEY) || 'null'); } catch (e) { owner = null; }
@@ -452,17 +604,105 @@ function forgetOwner() {
   try { sessionStorage.removeItem(OWNER_KEY); } catch (e) { /* private mode */ }
 }
 
+// What the session (or, before one, the server) offers: the config of a running session wins.
+function anchorSpec() {
+  if (stats.config && stats.config.source) return stats.config.anchorImage || null;
+  return stats.serverInfo ? stats.serverInfo.anchorImage || null : null;
+}
+
+// Shows the controls that apply to the source: body[data-source] and body[data-anchor] drive
+// the CSS (the test pattern has no chunks, transitions or anchors).
+function applySource() {
+  const src = (stats.config && stats.config.source) || (stats.serverInfo && stats.serverInfo.source) || null;
+  stats.source = src;
+  if (src) document.body.dataset.source = src; else delete document.body.dataset.source;
+  if (src === 'engine' && anchorSpec()) document.body.dataset.anchor = ''; else delete document.body.dataset.anchor;
+  const info = stats.serverInfo;
+  const cfg = stats.config;
+  const model = (cfg && cfg.model) || (info && info.model);
+  const w = (cfg && cfg.width) || (info && info.width), h = (cfg && cfg.height) || (info && info.height);
+  const fps = (cfg && cfg.fps) || (info && info.fps);
+  if (src === 'engine') {
+    ui.brandTag.textContent = `${model || 'model'} · ${w}×${h} at ${fps} fps`;
+    ui.stSource.textContent = `engine: ${model || '?'}`;
+  } else if (src === 'testpattern') {
+    ui.brandTag.textContent = `test pattern · ${w}×${h} at ${fps} fps`;
+    ui.stSource.textContent = 'test pattern';
+  }
+  chunkClock.setChunkFrames((cfg && cfg.chunkFrames) || (info && info.chunkFrames) || 0);
+}
+
+function applyServerInfo(msg) {
+  stats.serverInfo = msg;
+  // Suggested prompts: the model's own examples (none for the test pattern).
+  ui.chips.replaceChildren();
+  const prompts = Array.isArray(msg.prompts) ? msg.prompts.filter((p) => typeof p === 'string' && p.trim()) : [];
+  for (const p of prompts.slice(0, 12)) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'chip';
+    b.textContent = p;
+    b.title = inSession ? 'Use this prompt' : 'Start with this prompt';
+    b.addEventListener('click', () => {
+      ui.prompt.value = p;
+      ui.prompt.focus();
+    });
+    ui.chips.appendChild(b);
+  }
+  ui.suggestions.hidden = prompts.length === 0;
+  const max = Number.isInteger(msg.maxPromptBytes) && msg.maxPromptBytes > 0 ? msg.maxPromptBytes : MAX_PROMPT_BYTES;
+  ui.prompt.maxLength = max;
+  // Transitions the source accepts; the blend length's bounds.
+  const accepted = Array.isArray(msg.transitions) ? msg.transitions : ['cut'];
+  for (const opt of ui.transition.options) opt.hidden = opt.disabled = !accepted.includes(opt.value);
+  if (!accepted.includes(ui.transition.value)) ui.transition.value = accepted[0] || 'cut';
+  if (msg.blendChunks) {
+    ui.blendChunks.min = msg.blendChunks.min;
+    ui.blendChunks.max = msg.blendChunks.max;
+    if (!ui.blendChunks.dataset.touched) ui.blendChunks.value = msg.blendChunks.default;
+  }
+  applySource();
+  updateTransitionRow();
+}
+
+function updateTransitionRow() {
+  ui.blendField.hidden = ui.transition.value !== 'blend';
+}
+
+function setUnknownWords(words) {
+  stats.unknownWords = Array.isArray(words) ? words : [];
+  if (stats.unknownWords.length) {
+    ui.unknownWords.textContent = `The model does not know ${stats.unknownWords.length === 1 ? 'this word' : 'these words'}` +
+      ` and reads past ${stats.unknownWords.length === 1 ? 'it' : 'them'}: ${stats.unknownWords.join(', ')}`;
+    ui.unknownWords.hidden = false;
+  } else {
+    ui.unknownWords.hidden = true;
+    ui.unknownWords.textContent = '';
+  }
+}
+
+function setAnchorStatus(state, message, extra = {}) {
+  stats.anchor = { state, message, ...extra };
+  ui.anchorStatus.textContent = message;
+  ui.anchorStatus.dataset.state = state;
+}
+
 function updateControls() {
   const steer = mode === 'owner' && inSession;
   ui.send.textContent = inSession ? 'Send' : 'Start';
   ui.send.disabled = !conn.isOpen() || (mode === 'viewer');
-  for (const el of [ui.seedApply, ui.pause, ui.record]) el.disabled = !steer;
+  for (const el of [ui.seedApply, ui.pause, ui.reset, ui.record, ui.anchorPin]) el.disabled = !steer;
+  ui.anchorUpload.disabled = !steer || anchorBusy;
+  ui.transition.disabled = ui.blendChunks.disabled = mode === 'viewer';
   ui.pause.textContent = paused ? 'Resume' : 'Pause';
+  ui.pause.setAttribute('aria-pressed', paused ? 'true' : 'false');
   ui.record.textContent = recording ? 'Stop recording' : 'Record';
   ui.record.classList.toggle('active', recording);
+  ui.record.setAttribute('aria-pressed', recording ? 'true' : 'false');
   ui.badgeRec.hidden = !recording;
   ui.badgePaused.hidden = !paused;
   ui.copyLink.disabled = !ui.viewerLink.value;
+  ui.strip.hidden = !(stats.source === 'engine' && inSession);
 }
 
 function noWebCodecsMessage() {
@@ -482,23 +722,146 @@ function startOrSteer(text) {
   text = text.trim();
   if (!text) return;
   if (mode !== 'owner') return;
+  const limit = ui.prompt.maxLength > 0 ? ui.prompt.maxLength : MAX_PROMPT_BYTES;
+  if (new TextEncoder().encode(text).length > limit) {
+    toast(`The prompt is longer than ${limit} bytes; shorten it.`, true);
+    return;
+  }
   if (!inSession) {
     const msg = { type: 'start', prompt: text };
     const seed = ui.seed.value.trim();
-    if (seed !== '') msg.seed = Number(seed);
+    if (seed !== '') {
+      if (!/^\d+$/.test(seed)) { toast('The seed is a whole number of 0 or more.', true); return; }
+      msg.seed = Number(seed);
+    }
     player.startSentAt = performance.now();
+    stats.ended = null;
+    stats.sessionLimit = null;
+    timeline.clear();
+    chunkClock.clear();
     send(msg, 'start');
     showOverlay('Starting…', 'Waiting for the first frame.');
   } else {
-    send({ type: 'prompt', text, transition: ui.transition.value }, 'prompt');
+    const msg = { type: 'prompt', text };
+    if (stats.source === 'engine') {
+      msg.transition = ui.transition.value;
+      if (msg.transition === 'blend') {
+        const n = Number(ui.blendChunks.value);
+        const lo = Number(ui.blendChunks.min) || 1, hi = Number(ui.blendChunks.max) || 64;
+        if (!Number.isInteger(n) || n < lo || n > hi) {
+          toast(`A blend lasts ${lo} to ${hi} chunks.`, true);
+          ui.blendChunks.focus();
+          return;
+        }
+        msg.chunks = n;
+      }
+    }
+    send(msg, 'prompt');
   }
   ui.prompt.select();
+}
+
+// "from chunk 12 (frame 96)" for an ack; engine acks carry the chunk.
+function whereFrom(msg) {
+  if (Number.isInteger(msg.chunk) && Number.isInteger(msg.frame)) return `from chunk ${msg.chunk} (frame ${msg.frame})`;
+  if (Number.isInteger(msg.frame)) return `from frame ${msg.frame}`;
+  return '';
+}
+
+function onAck(msg) {
+  stats.lastAck = msg;
+  stats.acks.push(msg);
+  if (stats.acks.length > 20) stats.acks.shift();
+  const what = pendingIds.get(msg.id) || msg.of;
+  pendingIds.delete(msg.id);
+  const from = whereFrom(msg);
+  // Where chunks start: prompt/seed/anchor/reset acks name the first chunk made under the
+  // change; pause/resume/record name the chunk their frame belongs to.
+  if (Number.isInteger(msg.chunk)) {
+    if (['prompt', 'seed', 'anchor', 'reset'].includes(msg.of)) chunkClock.starts(msg.chunk, msg.frame);
+    else chunkClock.contains(msg.chunk, msg.frame);
+  }
+  switch (msg.of) {
+    case 'prompt':
+      setUnknownWords(msg.unknownWords);
+      timeline.mark(msg.frame, msg.transition && msg.transition !== 'cut' ? msg.transition : 'prompt');
+      toast(`Prompt${msg.transition && stats.source === 'engine' ? ` (${msg.transition})` : ''} applied ${from}.`);
+      break;
+    case 'seed':
+      timeline.mark(msg.frame, 'seed');
+      toast(`Seed ${msg.seed ?? ui.seed.value} ${from}.`);
+      break;
+    case 'pause': paused = true; player.startSentAt = null; toast('Paused.'); break;
+    case 'resume': paused = false; toast('Resumed.'); break;
+    case 'reset':
+      timeline.mark(msg.frame, 'reset');
+      toast(`Restarted from the prompt and seed ${from}.`);
+      break;
+    case 'anchor':
+      anchorBusy = false;
+      timeline.mark(msg.frame, what === 'anchor image' ? 'image' : 'pin');
+      if (what === 'anchor image') setAnchorStatus('set', `Anchor image set: it steers the stream ${from}.`, { chunk: msg.chunk, frame: msg.frame });
+      else if (what === 'anchor clear') setAnchorStatus('cleared', `Anchor cleared: the stream restarted ${from}.`, { chunk: msg.chunk, frame: msg.frame });
+      else setAnchorStatus('pinned', `Pinned: the newest chunk is the anchor ${from}.`, { chunk: msg.chunk, frame: msg.frame });
+      break;
+    default:
+      break;   // record: the `recording` message says more; keyframe, stop: nothing to show
+  }
+}
+
+function onError(msg) {
+  stats.lastError = msg;
+  const what = pendingIds.get(msg.id);
+  pendingIds.delete(msg.id);
+  if (msg.id != null && msg.id === infoId) return;   // an older daemon without `info`
+  if (what === 'anchor image' || what === 'anchor pin' || what === 'anchor clear') {
+    anchorBusy = false;
+    setAnchorStatus('error', `${what === 'anchor pin' ? 'Cannot pin' : 'Refused'}: ${msg.message || msg.code}`, { code: msg.code });
+    return;
+  }
+  if (msg.code === 'no_session' || msg.code === 'bad_token') {
+    if (mode === 'viewer') {
+      sessionEnded = true;
+      setConn('ended', 'Not live');
+      showOverlay('This stream is not live',
+        `It has ended, or the link is wrong. Start your own at ${location.origin}/`);
+      conn.stop();
+    } else if (owner) {
+      forgetOwner();
+      setConn('idle', 'Connected');
+      showOverlay('Your previous stream has ended', 'Type a prompt below to start a new one.');
+    } else {
+      toast(`${msg.message || msg.code}`, true);
+    }
+  } else if (msg.code === 'session_limit') {
+    stats.sessionLimit = msg;
+    player.startSentAt = null;
+    setConn('idle', 'Server busy');
+    showOverlay('The server is busy', `${msg.message || 'No room for another stream right now.'} ` +
+      'Try again in a while; your prompt is kept.', true);
+  } else if (what === 'start') {
+    showOverlay('The stream did not start', msg.message || msg.code, true);
+  } else {
+    toast(`${what ? what + ': ' : ''}${msg.message || msg.code}`, true);
+  }
+}
+
+// Reasons the daemon gives in `end`, said for people.
+function endText(reason) {
+  if (!reason) return 'The session is over.';
+  if (reason === 'shutdown') return 'The server is shutting down.';
+  if (reason === 'stopped by the owner') return 'Its owner stopped it.';
+  if (/^no owner for/.test(reason)) return `Its owner left (${reason}).`;
+  if (/failed/.test(reason)) return `It failed: ${reason}`;
+  return `Reason: ${reason}`;
 }
 
 const conn = new Connection(wsUrl, {
   onOpen() {
     inSession = false;
     player.restart();
+    infoId = nextId++;
+    conn.send({ type: 'info', id: infoId });
     if (mode === 'viewer') {
       conn.send({ type: 'join', session: viewerSession });
       setConn('connecting', 'Joining…');
@@ -511,7 +874,7 @@ const conn = new Connection(wsUrl, {
       if (!stats.webcodecs) {
         // keep the explanation on screen
       } else if (sessionEnded) {
-        showOverlay('The stream has ended', 'Type a prompt below to start a new one.');
+        // keep the reason on screen
       } else {
         showOverlay('Nothing playing yet', 'Describe a scene below and press Enter to start an endless stream.');
       }
@@ -521,20 +884,30 @@ const conn = new Connection(wsUrl, {
 
   onMessage(msg) {
     switch (msg.type) {
+      case 'server':
+        applyServerInfo(msg);
+        break;
       case 'hello': {
         inSession = true;
         sessionEnded = false;
+        stats.ended = null;
         conn.connected();
         stats.role = msg.role;
         stats.session = msg.session;
         if (msg.role === 'owner' && msg.token) rememberOwner(msg.session, msg.token);
+        justStarted = pendingIds.size > 0 && [...pendingIds.values()].includes('start');
+        for (const [id, w] of pendingIds) if (w === 'start') pendingIds.delete(id);
         const link = new URL(msg.viewer || `/?session=${encodeURIComponent(msg.session)}`, location.href);
         ui.viewerLink.value = link.href;
         setConn('live', msg.role === 'owner' ? 'Live' : 'Watching');
+        setUnknownWords(msg.unknownWords);   // absent: none (or, on a join, not known)
         if (stats.webcodecs) showOverlay('Connected', 'Waiting for a keyframe…');
         break;
       }
       case 'config':
+        stats.config = msg;
+        applySource();
+        if (justStarted) { chunkClock.starts(0, 0); justStarted = false; }
         player.configure(msg).then((ok) => {
           if (!ok && stats.webcodecs) {
             showOverlay('Cannot play this stream', `This browser cannot decode ${msg.codec} at ${msg.width}×${msg.height}.`, true);
@@ -546,23 +919,12 @@ const conn = new Connection(wsUrl, {
         if (typeof msg.paused === 'boolean') paused = msg.paused;
         if (paused) player.startSentAt = null;   // timestamps no longer track the clock
         if (typeof msg.recording === 'boolean') recording = msg.recording;
+        if (Number.isInteger(msg.chunk) && Number.isInteger(msg.frame)) chunkClock.contains(msg.chunk, msg.frame);
+        showEngineStats(msg);
         break;
-      case 'ack': {
-        stats.lastAck = msg;
-        const what = pendingIds.get(msg.id) || msg.of;
-        pendingIds.delete(msg.id);
-        if (msg.of === 'prompt') {
-          const from = msg.frame != null ? ` from frame ${msg.frame}` : '';
-          toast(`Prompt applied${from}.`);
-          if (Array.isArray(msg.unknownWords) && msg.unknownWords.length) {
-            toast(`Prompt applied${from}; unknown words: ${msg.unknownWords.join(', ')}`);
-          }
-        } else if (msg.of === 'seed') toast(`Seed set to ${msg.seed ?? ui.seed.value}.`);
-        else if (msg.of === 'pause') { paused = true; player.startSentAt = null; toast('Paused.'); }
-        else if (msg.of === 'resume') { paused = false; toast('Resumed.'); }
-        else if (what === 'record') { /* the `recording` message says more */ }
+      case 'ack':
+        onAck(msg);
         break;
-      }
       case 'recording':
         stats.recording = msg;
         if (msg.state === 'started') {
@@ -582,38 +944,21 @@ const conn = new Connection(wsUrl, {
           toast(`Recording failed: ${msg.message || 'unknown error'}`, true);
         }
         break;
-      case 'error': {
-        stats.lastError = msg;
-        const what = pendingIds.get(msg.id);
-        pendingIds.delete(msg.id);
-        if (msg.code === 'no_session' || msg.code === 'bad_token') {
-          if (mode === 'viewer') {
-            sessionEnded = true;
-            setConn('ended', 'Not live');
-            showOverlay('This stream is not live',
-              `It has ended, or the link is wrong. Start your own at ${location.origin}/`);
-            conn.stop();
-          } else if (owner) {
-            forgetOwner();
-            setConn('idle', 'Connected');
-            showOverlay('Your previous stream has ended', 'Type a prompt below to start a new one.');
-          } else {
-            toast(`${msg.message || msg.code}`, true);
-          }
-        } else if (msg.code === 'session_limit') {
-          showOverlay('The server is busy', msg.message || 'No room for another stream right now.', true);
-        } else {
-          toast(`${what ? what + ': ' : ''}${msg.message || msg.code}`, true);
-        }
+      case 'error':
+        onError(msg);
         break;
-      }
       case 'end':
         inSession = false;
         sessionEnded = true;
+        stats.ended = { reason: msg.reason || '', code: null };
+        paused = false;
+        recording = false;
+        anchorBusy = false;
         if (mode === 'owner') forgetOwner();
         setConn('ended', 'Ended');
-        showOverlay('The stream has ended', mode === 'viewer'
-          ? `Start your own at ${location.origin}/` : 'Type a prompt below to start a new one.');
+        showOverlay('The stream has ended', `${endText(msg.reason)} ` + (mode === 'viewer'
+          ? `Start your own at ${location.origin}/` : 'Type a prompt below to start a new one.'),
+          /failed/.test(msg.reason || ''));
         if (mode === 'viewer') conn.stop();
         break;
       default:
@@ -624,11 +969,12 @@ const conn = new Connection(wsUrl, {
 
   onVideo(buf) {
     player.push(buf);
-    if (stats.framesPainted > 0 && !ui.overlay.classList.contains('gone') && stats.webcodecs) hideOverlay();
+    if (stats.framesPainted > 0 && !ui.overlay.classList.contains('gone') && stats.webcodecs && inSession) hideOverlay();
   },
 
   onClose(ev) {
     inSession = false;
+    if (stats.ended && stats.ended.code == null) stats.ended.code = ev.code;
     if (ev.code === 1008) toast(`The server dropped this connection: ${ev.reason || 'too slow'}`, true);
     updateControls();
   },
@@ -644,29 +990,131 @@ const conn = new Connection(wsUrl, {
   },
 });
 
+// ---- anchor image: picture -> model-sized RGBA -> base64 in parts
+
+function base64Of(bytes) {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+
+async function uploadAnchor(file) {
+  const spec = anchorSpec();
+  if (!spec || !inSession || mode !== 'owner') return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (e) {
+    setAnchorStatus('error', `Cannot read ${file.name || 'this file'} as a picture.`);
+    return;
+  }
+  // Scale to cover the model's frame and crop the overflow evenly: the model takes exactly
+  // width x height pixels, and stretching would distort the picture.
+  const c = ui.anchorPreview;
+  c.width = spec.width;
+  c.height = spec.height;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  const s = Math.max(spec.width / bitmap.width, spec.height / bitmap.height);
+  const w = bitmap.width * s, h = bitmap.height * s;
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, spec.width, spec.height);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(bitmap, (spec.width - w) / 2, (spec.height - h) / 2, w, h);
+  bitmap.close();
+  ui.anchorPreviewBox.hidden = false;
+  const rgba = ctx.getImageData(0, 0, spec.width, spec.height).data;
+  const b64 = base64Of(new Uint8Array(rgba.buffer, rgba.byteOffset, rgba.byteLength));
+  const limit = Math.max(1000, spec.partChars || 60000);
+  const partChars = debugPartChars > 0 ? Math.min(debugPartChars, limit) : limit;
+  const parts = Math.max(1, Math.ceil(b64.length / partChars));
+  stats.anchorUpload = { width: spec.width, height: spec.height, chars: b64.length, parts };
+  const id = nextId++;
+  pendingIds.set(id, 'anchor image');
+  anchorBusy = true;
+  updateControls();
+  setAnchorStatus('sending', `Sending ${spec.width}×${spec.height} (${parts} part${parts === 1 ? '' : 's'})…`);
+  for (let i = 0; i < parts; i++) {
+    const msg = { type: 'anchor', action: 'image', width: spec.width, height: spec.height,
+      format: 'rgba32', data: b64.slice(i * partChars, (i + 1) * partChars), id };
+    if (parts > 1) { msg.part = i; msg.parts = parts; }
+    if (!conn.send(msg)) {
+      anchorBusy = false;
+      setAnchorStatus('error', 'The connection dropped while sending; try again.');
+      updateControls();
+      return;
+    }
+    if (i + 1 >= PART_BURST && i + 1 < parts) await sleep(PART_GAP_MS);
+  }
+  setAnchorStatus('sent', 'Sent; waiting for the next chunk…');
+}
+
+// ---- engine figures under the video
+
+function fmt(n, digits = 0) { return n == null || !Number.isFinite(n) ? '–' : n.toFixed(digits); }
+
+function showEngineStats(sv) {
+  if (!sv || stats.source !== 'engine') return;
+  ui.sxChunk.textContent = Number.isInteger(sv.chunk) ? `#${sv.chunk}` : '–';
+  ui.sxChunkMs.textContent = sv.chunkMs ? `${fmt(sv.chunkMs)} ms` : '–';
+  ui.sxFps.textContent = `${fmt(sv.genFps, 1)} / ${fmt(sv.sentFps, 1)} fps`;
+  ui.sxBuffer.textContent = sv.bufferMax != null ? `${sv.buffer}/${sv.bufferMax}` : '–';
+  ui.sxKv.textContent = sv.kvTotal != null
+    ? `${sv.kvUsed}/${sv.kvTotal}` + (sv.kvStreamsMax ? ` · ${sv.kvStreams}/${sv.kvStreamsMax} streams` : '') : '–';
+  ui.sxPromptMs.textContent = sv.promptLatencyMs == null ? '–' : `${fmt(sv.promptLatencyMs)} ms`;
+  const lc = sv.lastControl;
+  ui.sxControl.textContent = lc
+    ? `Last change: ${lc.type}${Number.isInteger(lc.chunk) ? ` at chunk ${lc.chunk}` : ''}` +
+      `${Number.isInteger(lc.frame) ? ` (frame ${lc.frame})` : ''}`
+    : '';
+  const slow = Number(sv.slowdown);
+  if (slow > 1.01) {
+    ui.slowdown.textContent = `The server runs more streams than it can make at full speed: every stream ` +
+      `plays ${slow.toFixed(2)}× slower until one ends.`;
+    ui.slowdown.hidden = false;
+  } else {
+    ui.slowdown.hidden = true;
+  }
+}
+
+function drawTimeline() {
+  requestAnimationFrame(drawTimeline);
+  if (ui.strip.hidden) return;
+  timeline.draw(chunkClock, stats.lastPaintedFrameNo, stats.fps);
+}
+
 // ---- controls
 
 ui.form.addEventListener('submit', (ev) => {
   ev.preventDefault();
   startOrSteer(ui.prompt.value);
 });
-
-for (const s of SUGGESTIONS) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.className = 'chip';
-  b.textContent = s;
-  b.addEventListener('click', () => { ui.prompt.value = s; ui.prompt.focus(); });
-  ui.suggestions.appendChild(b);
-}
+ui.transition.addEventListener('change', updateTransitionRow);
+ui.blendChunks.addEventListener('input', () => { ui.blendChunks.dataset.touched = '1'; });
 
 ui.seedApply.addEventListener('click', () => {
   const v = ui.seed.value.trim();
   if (!/^\d+$/.test(v)) { toast('The seed is a whole number of 0 or more.', true); return; }
   send({ type: 'seed', seed: Number(v) }, 'seed');
 });
+ui.seed.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && inSession) { ev.preventDefault(); ui.seedApply.click(); }
+});
 ui.pause.addEventListener('click', () => send({ type: paused ? 'resume' : 'pause' }, paused ? 'resume' : 'pause'));
+ui.reset.addEventListener('click', () => send({ type: 'reset' }, 'reset'));
 ui.record.addEventListener('click', () => send({ type: 'record', action: recording ? 'stop' : 'start' }, 'record'));
+ui.anchorPin.addEventListener('click', () => {
+  setAnchorStatus('sending', 'Pinning the newest chunk…');
+  send({ type: 'anchor', action: 'pin' }, 'anchor pin');
+});
+ui.anchorUpload.addEventListener('click', () => ui.anchorFile.click());
+ui.anchorFile.addEventListener('change', () => {
+  const f = ui.anchorFile.files && ui.anchorFile.files[0];
+  ui.anchorFile.value = '';   // choosing the same file again is a new upload
+  if (f) uploadAnchor(f);
+});
 ui.copyLink.addEventListener('click', async () => {
   const link = ui.viewerLink.value;
   if (!link) return;
@@ -680,8 +1128,6 @@ ui.copyLink.addEventListener('click', async () => {
 });
 
 // ---- stats: display and report to the server
-
-function fmt(n, digits = 0) { return n == null || !Number.isFinite(n) ? '–' : n.toFixed(digits); }
 
 setInterval(() => {
   player.tick();
@@ -703,11 +1149,16 @@ setInterval(() => {
     dropped: stats.droppedServer + stats.droppedLocal });
 }, 2000);
 
-// Test hook: exercises the decoder-error path (reset, ask for a keyframe, wait for it).
+// Test hooks: the decoder-error path (reset, ask for a keyframe, wait for it), a dropped
+// connection (the page reconnects and rejoins by itself), a raw message as if from a control
+// (`what` names it for the ack/error handling, e.g. 'anchor image'), and the anchor part size.
 window.flipbookDebug = {
   simulateDecoderError() { player.onDecoderError(new Error('simulated decoder error')); },
-  // Closes the socket as a network failure would; the page reconnects and rejoins by itself.
   dropConnection() { if (conn.ws) conn.ws.close(4000, 'test: dropped'); },
+  send(msg, what) { return send(msg, what); },
+  // Anchor images in parts of at most n base64 characters (0: the server's limit), so a test
+  // with a small model still exercises uploads in several parts.
+  setPartChars(n) { debugPartChars = n; },
 };
 
 // ---- go
@@ -717,7 +1168,8 @@ if (mode === 'viewer') {
   document.body.classList.add('viewer');
   ui.badgeViewer.hidden = false;
   ui.viewerNote.hidden = false;
-  for (const el of [ui.prompt, ui.send, ui.transition, ui.seed, ui.seedApply, ui.pause, ui.record]) el.disabled = true;
+  for (const el of [ui.prompt, ui.send, ui.transition, ui.blendChunks, ui.seed, ui.seedApply, ui.pause,
+    ui.reset, ui.record, ui.anchorPin, ui.anchorUpload, ui.anchorFile]) el.disabled = true;
 }
 if (!stats.webcodecs) {
   const [title, text] = noWebCodecsMessage();
@@ -727,5 +1179,7 @@ if (!stats.webcodecs) {
 } else if (owner) {
   showOverlay('Rejoining your stream…', '');
 }
+updateTransitionRow();
 updateControls();
+requestAnimationFrame(drawTimeline);
 conn.open();

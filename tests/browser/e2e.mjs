@@ -6,133 +6,56 @@
 // a prompt and pressing Enter, and checks: frames are decoded and painted (canvas not blank,
 // frame counter advancing), a new prompt is acknowledged in the page and reached the daemon,
 // pause/resume, a server-side recording started and stopped from the page downloads, and the
-// viewer link plays in a second page with steering hidden. Screenshots go to --out. Prints
-// latency figures (frame produced -> painted). Exit 0 on success, 1 on any failure.
+// viewer link plays in a second page with steering hidden, and the page served over https (a
+// throw-away certificate from `openssl req`, when openssl is installed) plays over wss.
+// Screenshots go to --out. Prints latency figures (frame produced -> painted). Exit 0 on
+// success, 1 on any failure.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { Checks, canvasStats, httpGet, launchBrowser, makeCertificate, parseArgs, sleep, startDaemon,
+  stopDaemon, watchConsole } from './common.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
-  if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
-  return acc;
-}, []));
+const args = parseArgs(process.argv.slice(2));
 const FPS = 30;
 const chromiumPath = args.chromium || '/usr/bin/chromium';
 const outDir = args.out || process.cwd();
-let passed = 0, failed = 0;
-const figures = [];
-
-function check(ok, what, detail = '') {
-  if (ok) passed++; else failed++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'}  ${what}${detail !== '' ? `  (${detail})` : ''}`);
-  return ok;
-}
-function figure(text) { figures.push(text); console.log(`figure: ${text}`); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(page, fn, arg, timeoutMs, what) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
-    return true;
-  } catch (e) {
-    const st = await page.evaluate(() => JSON.stringify(window.flipbookStats)).catch(() => '?');
-    check(false, what, `timed out after ${timeoutMs} ms; stats ${st.slice(0, 400)}`);
-    return false;
-  }
-}
-
-function httpGet(port, p) {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 5000 }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-  });
-}
-
-function startDaemon(tmp) {
-  const recDir = path.join(tmp, 'recordings');
-  fs.mkdirSync(recDir, { recursive: true });
-  const proc = spawn(args.flipbookd, ['--host', '127.0.0.1', '--port', '0', '--source', 'testpattern',
-    '--record-dir', recDir, '--width', '256', '--height', '256', '--fps', String(FPS),
-    '--web-root', args['web-root'], '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const onData = (buf) => {
-      for (const line of buf.toString().split('\n')) {
-        if (!line) continue;
-        log.push(line);
-        const m = /listening on http:\/\/([^/\s]+):(\d+)\//.exec(line);
-        if (m && !done) { done = true; resolve({ proc, port: Number(m[2]), log, recDir }); }
-      }
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.on('error', (e) => { if (!done) { done = true; reject(new Error(`cannot run flipbookd: ${e.message}`)); } });
-    proc.on('exit', (code) => { if (!done) { done = true; reject(new Error(`flipbookd exited ${code}: ${log.join('\n')}`)); } });
-    setTimeout(() => { if (!done) { done = true; proc.kill('SIGKILL'); reject(new Error('flipbookd did not start')); } }, 15000);
-  });
-}
-
-function stopDaemon(d) {
-  return new Promise((resolve) => {
-    if (d.proc.exitCode !== null) { resolve(d.proc.exitCode); return; }
-    const t = setTimeout(() => { d.proc.kill('SIGKILL'); }, 10000);
-    d.proc.on('exit', (code, sig) => { clearTimeout(t); resolve(code ?? sig); });
-    d.proc.kill('SIGTERM');
-  });
-}
-
-// Pixel statistics of the canvas: mean/stddev of luma and how many distinct colours (coarse).
-function canvasStats() {
-  const c = document.getElementById('screen');
-  const ctx = c.getContext('2d');
-  const { data } = ctx.getImageData(0, 0, c.width, c.height);
-  let sum = 0, sum2 = 0, n = 0;
-  const colours = new Set();
-  for (let i = 0; i < data.length; i += 4 * 7) {
-    const y = 0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2];
-    sum += y; sum2 += y * y; n++;
-    colours.add(((data[i] >> 5) << 6) | ((data[i + 1] >> 5) << 3) | (data[i + 2] >> 5));
-  }
-  const mean = sum / n;
-  return { w: c.width, h: c.height, mean, std: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), colours: colours.size };
-}
+const t = new Checks('browser_e2e');
+const check = t.check.bind(t);
+const figure = t.figure.bind(t);
+const waitFor = t.waitFor.bind(t);
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flipbook-browser-'));
   const watchdog = setTimeout(() => { console.log('FAIL  whole test timed out'); process.exit(1); }, 110000);
-  let daemon = null, context = null;
+  let daemon = null, context = null, tlsDaemon = null;
   try {
-    daemon = await startDaemon(tmp);
-    const base = `http://127.0.0.1:${daemon.port}/`;
-    context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-      executablePath: chromiumPath,
-      headless: true,
-      viewport: { width: 1280, height: 800 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        // A non-localhost name for the same loopback daemon: an insecure origin, no WebCodecs.
-        '--host-resolver-rules=MAP flipbook.test 127.0.0.1'],
-    });
+    daemon = await startDaemon(args.flipbookd, tmp, ['--source', 'testpattern', '--width', '256',
+      '--height', '256', '--fps', String(FPS), '--web-root', args['web-root']]);
+    const base = daemon.base;
+    // A non-localhost name for the same loopback daemon: an insecure origin, no WebCodecs.
+    context = await launchBrowser(chromiumPath, path.join(tmp, 'profile'), { ignoreHTTPSErrors: true },
+      ['--host-resolver-rules=MAP flipbook.test 127.0.0.1']);
     const page = context.pages()[0] || await context.newPage();
     const consoleErrors = [];
-    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    watchConsole(page, consoleErrors);
 
     await page.goto(base);
     check(await page.evaluate(() => window.isSecureContext && typeof VideoDecoder === 'function'),
       'page is a secure context with WebCodecs');
     await waitFor(page, () => window.flipbookStats && window.flipbookStats.state === 'idle', null, 10000,
       'page connects and waits for a prompt');
+    // What the server serves (`info` -> `server`): the test pattern has no chunks, transitions,
+    // anchors or example prompts, so none of those controls show.
+    if (await waitFor(page, () => window.flipbookStats.serverInfo !== null, null, 5000, 'server info arrives')) {
+      const si = await page.evaluate(() => window.flipbookStats.serverInfo);
+      check(si.source === 'testpattern' && si.width === 256 && si.fps === 30 && Array.isArray(si.prompts),
+        'server info: test pattern, its size and rate', JSON.stringify(si).slice(0, 200));
+      const shown = await page.evaluate(() => ['transition-row', 'anchor-card', 'strip', 'suggestions']
+        .filter((id) => { const el = document.getElementById(id); return el && el.offsetParent !== null; }));
+      check(shown.length === 0, 'test pattern: no transition, anchor, chunk strip or suggestions shown', shown.join(', '));
+    }
 
     // Start: type a prompt, press Enter.
     await page.fill('#prompt', 'a quiet harbour at dusk');
@@ -213,7 +136,7 @@ async function main() {
     }
     await sleep(300);
     const logHasPrompt = daemon.log.some((l) => l.includes(newPrompt));
-    const metrics = (await httpGet(daemon.port, '/metrics')).body.toString();
+    const metrics = (await httpGet(`${base}metrics`)).body.toString();
     const reports = Number((/^flipbook_client_reports_total\s+(\d+)/m.exec(metrics) || [])[1] || 0);
     check(logHasPrompt, 'daemon log shows the new prompt', logHasPrompt ? 'found' : daemon.log.slice(-5).join(' | '));
     check(reports > 0, 'page reports its stats to the daemon (/metrics)', `flipbook_client_reports_total ${reports}`);
@@ -240,7 +163,7 @@ async function main() {
       const href = await page.locator('#rec-link').getAttribute('href');
       const visible = await page.locator('#rec-result').isVisible();
       check(visible && /^\/recordings\/[A-Za-z0-9_-]+\.webm$/.test(href), 'download link shown', href);
-      const res = await httpGet(daemon.port, href);
+      const res = await httpGet(new URL(href, base).href);
       check(res.status === 200 && res.body.length > 10000 && res.body.subarray(0, 4).equals(Buffer.from([0x1a, 0x45, 0xdf, 0xa3])),
         'recording downloads as WebM', `${res.status}, ${res.body.length} bytes`);
     }
@@ -277,6 +200,36 @@ async function main() {
     await insecure.screenshot({ path: path.join(outDir, 'browser_insecure.png') });
     await insecure.close();
 
+    // The same page served over https (a throw-away self-signed certificate; the browser is
+    // told to accept it) from a name that is not localhost: a secure context only because of
+    // TLS, so WebCodecs works and the stream comes over wss.
+    const cert = makeCertificate(tmp);
+    if (!cert) {
+      console.log('note: the openssl command is not installed; the https part is skipped');
+    } else {
+      tlsDaemon = await startDaemon(args.flipbookd, path.join(tmp, 'tls'), ['--source', 'testpattern',
+        '--width', '128', '--height', '128', '--fps', String(FPS), '--web-root', args['web-root'],
+        '--tls-cert', cert.cert, '--tls-key', cert.key]);
+      check(tlsDaemon.base.startsWith('https:'), 'daemon with a certificate listens on https', tlsDaemon.base);
+      const sp = await context.newPage();
+      watchConsole(sp, consoleErrors);
+      await sp.goto(`https://flipbook.test:${tlsDaemon.port}/`);
+      const env = await sp.evaluate(() => ({ proto: location.protocol, secure: window.isSecureContext, wc: typeof VideoDecoder }));
+      check(env.proto === 'https:' && env.secure && env.wc === 'function', 'page over https is a secure context with WebCodecs', JSON.stringify(env));
+      if (await waitFor(sp, () => window.flipbookStats.state === 'idle', null, 8000, 'https page connects over wss')) {
+        await sp.fill('#prompt', 'over tls');
+        await sp.press('#prompt', 'Enter');
+        if (await waitFor(sp, () => window.flipbookStats.framesPainted >= 10, null, 10000, 'frames painted over wss')) {
+          const px2 = await sp.evaluate(canvasStats);
+          check(px2.w === 128 && px2.std > 20, 'https page plays the stream', `${px2.w}x${px2.h}, std ${px2.std.toFixed(1)}`);
+        }
+      }
+      await sp.close();
+      const rc = await stopDaemon(tlsDaemon);
+      tlsDaemon = null;
+      check(rc === 0, 'TLS daemon exits 0 on SIGTERM', String(rc));
+    }
+
     const fin = await page.evaluate(() => ({ ...window.flipbookStats }));
     figure(`owner totals: received ${fin.framesReceived}, decoded ${fin.framesDecoded}, painted ${fin.framesPainted}, dropped ${fin.droppedServer}+${fin.droppedLocal}, paint-skipped ${fin.paintSkipped}`);
     check(consoleErrors.length === 0, 'no console errors in the page', consoleErrors.slice(0, 3).join(' | '));
@@ -284,16 +237,16 @@ async function main() {
     check(false, 'test ran to the end', String(e && e.stack || e));
   } finally {
     if (context) await context.close().catch(() => {});
+    if (tlsDaemon) await stopDaemon(tlsDaemon);
     if (daemon) {
       const rc = await stopDaemon(daemon);
       check(rc === 0, 'daemon exits 0 on SIGTERM', String(rc));
-      if (failed) console.log('---- daemon log (tail)\n' + daemon.log.slice(-30).join('\n'));
+      if (t.failed) console.log('---- daemon log (tail)\n' + daemon.log.slice(-30).join('\n'));
     }
     clearTimeout(watchdog);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  console.log(`browser_e2e: ${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  process.exit(t.finish());
 }
 
 main();

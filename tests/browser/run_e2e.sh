@@ -1,11 +1,13 @@
 #!/bin/sh
-# Runs the browser end-to-end test (e2e.mjs) for ctest; exits 77 (skipped) with the reason
-# when what it needs is not installed.
-#   run_e2e.sh FLIPBOOKD WEB_ROOT OUT_DIR
+# Runs one browser end-to-end test (e2e.mjs, e2e_engine.mjs) for ctest; exits 77 (skipped)
+# with the reason when what it needs is not installed.
+#   run_e2e.sh SCRIPT FLIPBOOKD WEB_ROOT OUT_DIR [more arguments for the script]
 here=$(cd "$(dirname "$0")" && pwd)
-flipbookd=$1
-web_root=$2
-out=$3
+script=$1
+flipbookd=$2
+web_root=$3
+out=$4
+shift 4
 chromium=${FLIPBOOK_CHROMIUM:-/usr/bin/chromium}
 
 if ! command -v node >/dev/null 2>&1; then
@@ -26,4 +28,5 @@ abs() { case $1 in /*) echo "$1" ;; *) echo "$(pwd)/$1" ;; esac; }
 flipbookd=$(abs "$flipbookd")
 web_root=$(abs "$web_root")
 out=$(cd "$out" && pwd)
-cd "$here" && exec node e2e.mjs --flipbookd "$flipbookd" --web-root "$web_root" --out "$out" --chromium "$chromium"
+cd "$here" && exec node "$script" --flipbookd "$flipbookd" --web-root "$web_root" --out "$out" \
+  --chromium "$chromium" "$@"

@@ -95,6 +95,10 @@ def main():
     check(re.search(r"\.close\(\)", js) is not None and "requestAnimationFrame" in js,
           "frames painted on rAF and closed")
     check("window.flipbookStats" in js, "test hook window.flipbookStats")
+    check("type: 'info'" in js and "case 'server':" in js,
+          "asks what the server serves (info -> server)")
+    check(re.search(r"format: 'rgba32'", js) is not None and "partChars" in js,
+          "anchor images sent as rgba32 in parts")
     check(not re.search(r"https?://(?!localhost)", js.replace("http://localhost:", "")),
           "no absolute URLs to other hosts")
 

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         fb_ack a = {.of = fb_msg_type_name(m.type), .has_id = m.has_id, .id = m.id,
                     .has_frame = 1, .frame = (int64_t)m.seed, .has_seed = m.has_seed,
-                    .seed = m.seed, .transition = fb_transition_name(m.transition)};
+                    .seed = m.seed, .transition = fb_msg_transition_name(m.transition)};
         const char *words[1] = {m.text ? m.text : ""};
         a.unknown_words = words;
         a.n_unknown_words = 1;

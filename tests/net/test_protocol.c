@@ -51,11 +51,11 @@ static void test_valid_messages(void) {
     CHECK(m.has_token && strcmp(m.token, "abc") == 0);
 
     CHECK(parse("{\"type\":\"prompt\",\"text\":\"a dog\"}") == 0);
-    CHECK(m.type == FB_MSG_PROMPT && m.transition == FB_TRANSITION_CUT && m.chunks == 4);
+    CHECK(m.type == FB_MSG_PROMPT && m.transition == FB_MSG_TRANSITION_CUT && m.chunks == 4);
     CHECK(parse("{\"type\":\"prompt\",\"text\":\"x\",\"transition\":\"blend\",\"chunks\":64}") == 0);
-    CHECK(m.transition == FB_TRANSITION_BLEND && m.chunks == 64);
+    CHECK(m.transition == FB_MSG_TRANSITION_BLEND && m.chunks == 64);
     CHECK(parse("{\"type\":\"prompt\",\"text\":\"x\",\"transition\":\"recache\",\"chunks\":1}") == 0);
-    CHECK(m.transition == FB_TRANSITION_RECACHE && m.chunks == 1);
+    CHECK(m.transition == FB_MSG_TRANSITION_RECACHE && m.chunks == 1);
 
     CHECK(parse("{\"type\":\"seed\",\"seed\":0}") == 0);
     CHECK(m.type == FB_MSG_SEED && m.has_seed && m.seed == 0);
@@ -64,6 +64,8 @@ static void test_valid_messages(void) {
 
     CHECK(parse("{\"type\":\"pause\"}") == 0 && m.type == FB_MSG_PAUSE);
     CHECK(parse("{\"type\":\"resume\"}") == 0 && m.type == FB_MSG_RESUME);
+    CHECK(parse("{\"type\":\"info\",\"id\":3}") == 0 && m.type == FB_MSG_INFO && m.has_id &&
+          m.id == 3);
     CHECK(parse("{\"type\":\"reset\"}") == 0 && m.type == FB_MSG_RESET);
     CHECK(parse("{\"type\":\"keyframe\"}") == 0 && m.type == FB_MSG_KEYFRAME);
     CHECK(parse("{\"type\":\"stop\",\"id\":-3}") == 0 && m.type == FB_MSG_STOP && m.id == -3);
@@ -338,7 +340,7 @@ static void test_builders(void) {
     for (int i = 1; i < FB_ERR_COUNT; i++) CHECK_STR(fb_err_code((fb_err)i), codes[i - 1]);
     CHECK_STR(fb_err_code((fb_err)999), "internal");
     static const char *const types[] = {"start", "join", "prompt", "seed", "pause", "resume",
-        "record", "anchor", "reset", "keyframe", "stop", "stats"};
+        "record", "anchor", "reset", "keyframe", "stop", "stats", "info"};
     for (int i = 0; i < FB_MSG_COUNT; i++) {
         CHECK_STR(fb_msg_type_name((fb_msg_type)i), types[i]);
         int owner_only = i == FB_MSG_PROMPT || i == FB_MSG_SEED || i == FB_MSG_PAUSE ||

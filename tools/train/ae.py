@@ -85,9 +85,10 @@ def losses(vae, x, st, gen):
 
 @torch.no_grad()
 def validate(vae, seed):
-    """PSNR (dB) of encode -> decode on fixed held-out clips, float32, no latent noise (the
-    EMA weights: those are the ones exported)."""
-    x = data.ae_batch(seed + 1, 0, 4, 16, 0.3)
+    """PSNR (dB) of encode -> decode on fixed held-out clips of 6 latent frames (mostly the
+    steady state of a stream), float32, no latent noise (the EMA weights: those are the ones
+    exported)."""
+    x = data.ae_batch(seed + 1, 0, 4, 24, 0.3)
     y = vae.decode(vae.encode(x))
     mse = (y - x[:, :y.shape[1]]).pow(2).mean().item()
     return 10 * math.log10(1.0 / max(mse, 1e-12))
@@ -116,7 +117,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "ae")
+        state.check_settings(ck["settings"], cur, "ae", resizable=("steps", "batch", "frames"))
     vae = build_model(tc.seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=st.weight_decay, betas=(0.9, 0.99))
     ema = build_model(tc.seed)

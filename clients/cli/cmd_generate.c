@@ -1,13 +1,19 @@
 /* clients/cli/cmd_generate.c - `flipbook generate`: run the engine in-process (no daemon) and
- * write N frames of one prompt to a file.
+ * write N frames of a prompt to a file, optionally switching prompts at chunk boundaries
+ * (--switch) and skipping the start of the stream (--skip).
  *
  * The output format follows the file name: .webm is VP9 in WebM (stream/vp9enc.h and the CLI's
  * WebM writer), .rgb is raw RGB24 frames one after another (geometry printed on stderr), .png
  * writes one PNG per frame (OUT.png becomes OUT_00000.png, OUT_00001.png, ...; a name with a
  * printf-style %d, e.g. frames/%05d.png, is used as the pattern). Frames depend only on the
- * model, prompt and seed, so the same command writes the same frames (and, for .rgb and .png,
- * the same bytes) every time.
+ * model, prompts, switch frames, transition and seed, so the same command writes the same frames
+ * (and, for .rgb and .png, the same bytes) every time.
+ *
+ * Frame numbers (--switch FRAME, --skip N, PNG names) count from the stream's first frame, not
+ * from the first frame written: `--skip 10000 --frames 500` writes frames 10000..10499 of the
+ * same stream that `--frames 10500` would write in full.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -149,25 +155,167 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
+
+/* ---- prompt switches ---------------------------------------------------------------------- */
+
+typedef struct {
+    long long frame;   /* as given: switch at the first chunk boundary at or after this frame */
+    long long at;      /* that boundary: the first frame generated under the new prompt */
+    const char *text;
+    int order;         /* position on the command line (ties keep it) */
+} gen_switch;
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* "FRAME:TEXT" -> sw. FRAME is a decimal integer >= 1 (frame 0 is --prompt's), TEXT not blank. */
+static int parse_switch(const char *arg, gen_switch *sw)
+{
+    const char *colon = strchr(arg, ':');
+    if (!colon || colon == arg) {
+        fprintf(stderr, "flipbook generate: --switch wants FRAME:TEXT (e.g. --switch "
+                "'48:a blue box on the grass'), got '%s'\n", arg);
+        return FB_CLI_USAGE;
+    }
+    long long v = 0;
+    for (const char *p = arg; p < colon; p++) {
+        if (*p < '0' || *p > '9' || v > 1000000000000LL) {
+            fprintf(stderr, "flipbook generate: --switch '%s': FRAME must be a whole frame number "
+                    "before the ':', got '%.*s'\n", arg, (int)(colon - arg), arg);
+            return FB_CLI_USAGE;
+        }
+        v = v * 10 + (*p - '0');
+    }
+    if (v < 1) {
+        fprintf(stderr, "flipbook generate: --switch '%s': FRAME must be 1 or more (the prompt "
+                "at frame 0 is --prompt)\n", arg);
+        return FB_CLI_USAGE;
+    }
+    if (is_blank(colon + 1)) {
+        fprintf(stderr, "flipbook generate: --switch '%s': the prompt after the ':' is empty\n",
+                arg);
+        return FB_CLI_USAGE;
+    }
+    sw->frame = v;
+    sw->text = colon + 1;
+    return FB_CLI_OK;
+}
+
+/* fb_cli_parse keeps only the last value of an option: collect every --switch from argv again,
+ * walking it by the same rules (argv has already been validated against the table). */
+static int collect_switches(const fb_cli_opt *opts, int argc, char **argv, gen_switch *out,
+                            int *n_out)
+{
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = NULL;
+        const fb_cli_opt *o = NULL;
+        if (strncmp(arg, "--", 2) == 0) {
+            const char *eq = strchr(arg + 2, '=');
+            size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+            for (const fb_cli_opt *p = opts; p->name; p++)
+                if (strlen(p->name) == len && strncmp(p->name, arg + 2, len) == 0)
+                    o = p;
+            if (eq)
+                value = eq + 1;
+        } else if (arg[0] == '-' && arg[1] && !arg[2]) {
+            for (const fb_cli_opt *p = opts; p->name; p++)
+                if (p->short_name && p->short_name == arg[1])
+                    o = p;
+        }
+        if (!o || o->kind == FB_OPT_FLAG)
+            continue;
+        if (!value && i + 1 < argc)
+            value = argv[++i];
+        if (value && strcmp(o->name, "switch") == 0) {
+            int rc = parse_switch(value, &out[n]);
+            if (rc != FB_CLI_OK)
+                return rc;
+            out[n].order = n;
+            n++;
+        }
+    }
+    *n_out = n;
+    return FB_CLI_OK;
+}
+
+static int cmp_switch(const void *a, const void *b)
+{
+    const gen_switch *x = a, *y = b;
+    if (x->frame != y->frame)
+        return x->frame < y->frame ? -1 : 1;
+    return x->order - y->order;
+}
+
+/* "cut", "recache", "blend" or "blend:N" (N chunks, 1..1000, default 4 as in the protocol). */
+static int parse_transition(const char *s, fb_transition *tr, int *blend_chunks)
+{
+    *blend_chunks = 4;
+    if (strcmp(s, "cut") == 0) {
+        *tr = FB_TRANSITION_CUT;
+        return FB_CLI_OK;
+    }
+    if (strcmp(s, "recache") == 0) {
+        *tr = FB_TRANSITION_RECACHE;
+        return FB_CLI_OK;
+    }
+    if (strncmp(s, "blend", 5) == 0 && (s[5] == '\0' || s[5] == ':')) {
+        *tr = FB_TRANSITION_BLEND;
+        if (s[5] == '\0')
+            return FB_CLI_OK;
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(s + 6, &end, 10);
+        if (!errno && end != s + 6 && *end == '\0' && isdigit((unsigned char)s[6]) && v >= 1 &&
+            v <= 1000) {
+            *blend_chunks = (int)v;
+            return FB_CLI_OK;
+        }
+    }
+    fprintf(stderr, "flipbook generate: --transition wants cut, recache, blend or blend:N "
+            "(N chunks, 1-1000), got '%s'\n", s);
+    return FB_CLI_USAGE;
+}
+
+/* The first frame of the first chunk that starts at or after `frame`. */
+static long long chunk_boundary(long long frame, int first_chunk, int per_chunk)
+{
+    if (frame <= first_chunk)
+        return first_chunk;
+    return first_chunk + (frame - first_chunk + per_chunk - 1) / per_chunk * per_chunk;
+}
+
 static int run_generate(const fb_cli_command *self, int argc, char **argv);
 
 const fb_cli_command fb_cmd_generate = {
     .name = "generate",
     .summary = "Generate video from a prompt with the engine in this process (no daemon).",
     .usage = "generate --model PATH|default --prompt TEXT [--seed S] --frames N -o OUT\n"
-             "                         (OUT: .webm, .rgb or .png)",
+             "                         [--switch FRAME:TEXT ...] [--transition cut|recache|blend[:N]]\n"
+             "                         [--skip N]       (OUT: .webm, .rgb or .png)",
     .details =
         "The output format follows the extension: .webm is VP9 in WebM; .rgb is raw RGB24\n"
         "frames back to back (the size is printed on stderr); .png writes one file per frame\n"
         "(OUT_00000.png, ... or a pattern such as frames/%05d.png). The same model, prompt\n"
-        "and seed always give the same frames. Progress goes to stderr.",
+        "and seed always give the same frames. Progress goes to stderr.\n"
+        "\n"
+        "--switch FRAME:TEXT (repeatable) changes the prompt at the first chunk boundary at or\n"
+        "after FRAME, with the --transition given (cut by default; blend:N blends over N\n"
+        "chunks, 4 without N). --skip N generates the first N frames without writing them.\n"
+        "Frame numbers (FRAME, N and PNG names) count from the start of the stream.",
     .run = run_generate,
 };
 
 static int run_generate(const fb_cli_command *self, int argc, char **argv)
 {
     const char *model_path = "default", *prompt = NULL, *out_path = NULL;
-    long long seed = 0, frames = 0, threads = 0, bitrate = 0;
+    const char *switch_arg = NULL, *transition_arg = "cut";
+    long long seed = 0, frames = 0, threads = 0, bitrate = 0, skip = 0;
     int quiet = 0;
     fb_cli_opt opts[] = {
         {"model", 'm', FB_OPT_STRING, "PATH", "model file, or 'default' (the shipped model)",
@@ -181,6 +329,14 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
          1024, 0},
         {"bitrate", 0, FB_OPT_INT, "KBPS", "VP9 target bitrate for .webm (default: by size)",
          &bitrate, 0, 50, 100000, 0},
+        {"switch", 0, FB_OPT_STRING, "FRAME:TEXT",
+         "new prompt from the first chunk boundary at or after FRAME (repeatable)", &switch_arg,
+         0, 0, 0, 0},
+        {"transition", 0, FB_OPT_STRING, "T",
+         "how --switch prompts take over: cut (default), recache, blend[:N]", &transition_arg, 0,
+         0, 0, 0},
+        {"skip", 0, FB_OPT_INT, "N", "generate the first N frames without writing them", &skip,
+         0, 0, 1e12, 0},
         {"quiet", 'q', FB_OPT_FLAG, NULL, "no progress on stderr", &quiet, 0, 0, 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0},
     };
@@ -189,6 +345,32 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
         return FB_CLI_OK;
     if (prc != FB_CLI_OK)
         return prc;
+    (void)switch_arg; /* every --switch is collected below; the parser keeps only the last */
+
+    fb_transition transition;
+    int blend_chunks;
+    if (parse_transition(transition_arg, &transition, &blend_chunks) != FB_CLI_OK)
+        return FB_CLI_USAGE;
+    gen_switch *switches = calloc((size_t)argc, sizeof *switches);
+    int n_switch = 0;
+    if (!switches) {
+        fprintf(stderr, "flipbook generate: out of memory\n");
+        return FB_CLI_FAIL;
+    }
+    if (collect_switches(opts, argc, argv, switches, &n_switch) != FB_CLI_OK) {
+        free(switches);
+        return FB_CLI_USAGE;
+    }
+    qsort(switches, (size_t)n_switch, sizeof *switches, cmp_switch);
+    long long total = skip + frames;   /* frames the stream generates (at least) */
+    for (int i = 0; i < n_switch; i++)
+        if (switches[i].frame >= total) {
+            fprintf(stderr, "flipbook generate: --switch at frame %lld is beyond the last frame "
+                    "(%lld with --skip %lld --frames %lld)\n", switches[i].frame, total - 1,
+                    skip, frames);
+            free(switches);
+            return FB_CLI_USAGE;
+        }
 
     out_kind kind;
     if (ends_with(out_path, ".webm"))
@@ -200,12 +382,14 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
     else {
         fprintf(stderr, "flipbook generate: cannot tell the format of '%s': use a .webm, .rgb "
                 "or .png file name\n", out_path);
+        free(switches);
         return FB_CLI_USAGE;
     }
     char name[4096];
     if (kind == OUT_PNG && png_name(name, sizeof name, out_path, 0) != 0) {
         fprintf(stderr, "flipbook generate: bad PNG name pattern '%s' (one %%d or %%0Nd)\n",
                 out_path);
+        free(switches);
         return FB_CLI_USAGE;
     }
 
@@ -218,6 +402,7 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
     fb_status st = fb_model_load(model_path, &mp, &model, err, sizeof err);
     if (st != FB_OK) {
         fprintf(stderr, "flipbook generate: cannot load model: %s\n", err);
+        free(switches);
         return FB_CLI_FAIL;
     }
     fb_model_info info;
@@ -244,6 +429,42 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
     if (fb_model_prompt_tokens(model, prompt, &n_tok, &n_cut) == FB_OK && n_cut > 0)
         fprintf(stderr, "flipbook generate: warning: the prompt is %d tokens too long for this "
                 "model (it reads %d); the end is ignored\n", n_cut, n_tok);
+
+    /* Switches: where each takes effect, checked before any frame is generated. */
+    for (int i = 0; i < n_switch; i++) {
+        gen_switch *sw = &switches[i];
+        sw->at = chunk_boundary(sw->frame, info.first_chunk_frames, info.frames_per_chunk);
+        if (sw->at >= total) {
+            fprintf(stderr, "flipbook generate: --switch at frame %lld would take effect at frame "
+                    "%lld (the next chunk boundary; chunks are %d frames, the first %d), after the "
+                    "last frame (%lld)\n", sw->frame, sw->at, info.frames_per_chunk,
+                    info.first_chunk_frames, total - 1);
+            rc = FB_CLI_USAGE;
+            goto done;
+        }
+        if (i > 0 && switches[i - 1].at == sw->at) {
+            fprintf(stderr, "flipbook generate: --switch at frames %lld and %lld both take effect "
+                    "at frame %lld (one chunk boundary); give one prompt per chunk\n",
+                    switches[i - 1].frame, sw->frame, sw->at);
+            rc = FB_CLI_USAGE;
+            goto done;
+        }
+        int ntk = 0, ncut = 0;
+        if (fb_model_prompt_tokens(model, sw->text, &ntk, &ncut) != FB_OK) {
+            fprintf(stderr, "flipbook generate: --switch at frame %lld: the prompt cannot be "
+                    "read (empty, or over 16 KiB)\n", sw->frame);
+            rc = FB_CLI_USAGE;
+            goto done;
+        }
+        if (ncut > 0)
+            fprintf(stderr, "flipbook generate: warning: the prompt of --switch at frame %lld is "
+                    "%d tokens too long (the model reads %d); the end is ignored\n", sw->frame,
+                    ncut, ntk);
+        if (fb_model_unknown_words(model, sw->text, words, sizeof words, &n_unknown) == FB_OK &&
+            n_unknown > 0)
+            fprintf(stderr, "flipbook generate: warning: the model does not know %d word(s) of "
+                    "the prompt at frame %lld: %s\n", n_unknown, sw->frame, words);
+    }
     st = fb_stream_open(model, prompt, (uint64_t)seed, &stream, err, sizeof err);
     if (st != FB_OK) {
         fprintf(stderr, "flipbook generate: %s\n", err);
@@ -277,13 +498,29 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
         }
     }
 
-    long long written = 0;
+    long long written = 0, produced = 0;   /* frames written; frames the stream generated */
+    int next_switch = 0;
     double ms_gen = 0;
     while (written < frames) {
         if (fb_cli_interrupted()) {
             fprintf(stderr, "\nflipbook generate: interrupted after %lld frames\n", written);
             rc = 130;
             break;
+        }
+        /* A switch takes effect with the first chunk that starts at or after its frame. */
+        while (next_switch < n_switch && switches[next_switch].at <= produced) {
+            gen_switch *sw = &switches[next_switch++];
+            st = fb_stream_set_prompt(stream, sw->text, transition, blend_chunks);
+            if (st != FB_OK) {
+                fprintf(stderr, "\nflipbook generate: --switch at frame %lld: %s\n", sw->frame,
+                        fb_stream_errmsg(stream));
+                rc = st == FB_E_INVALID ? FB_CLI_USAGE : FB_CLI_FAIL;
+                goto done;
+            }
+            if (!quiet)
+                fprintf(stderr, "%sflipbook generate: frame %lld: prompt '%s' (%s)\n",
+                        isatty(2) && produced > 0 ? "\n" : "", produced, sw->text,
+                        transition_arg);
         }
         int n = 0;
         fb_chunk_info ci;
@@ -294,7 +531,10 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
             goto done;
         }
         ms_gen += ci.ms_total;
-        for (int i = 0; i < n && written < frames; i++, written++) {
+        for (int i = 0; i < n && written < frames; i++) {
+            long long fno = produced + i;   /* this frame's number in the stream */
+            if (fno < skip)
+                continue;
             const uint8_t *fr = rgb + (size_t)i * info.frame_bytes;
             if (kind == OUT_RGB) {
                 if (fwrite(fr, 1, info.frame_bytes, raw) != info.frame_bytes) {
@@ -303,7 +543,7 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
                     goto done;
                 }
             } else if (kind == OUT_PNG) {
-                if (png_name(name, sizeof name, out_path, written) != 0 ||
+                if (png_name(name, sizeof name, out_path, fno) != 0 ||
                     write_png(name, fr, info.width, info.height) != 0) {
                     fprintf(stderr, "flipbook generate: cannot write %s: %s\n", name,
                             strerror(errno));
@@ -326,24 +566,35 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
                     }
                 }
             }
+            written++;
         }
+        produced += n;
         if (!quiet) {
-            double fps_now = ms_gen > 0 ? (double)written * 1000.0 / ms_gen : 0;
-            fprintf(stderr, "%schunk %" PRId64 ": %lld/%lld frames, %.0f ms (%.2f frames/s)%s",
-                    isatty(2) ? "\r" : "", ci.chunk, written, frames, ci.ms_total, fps_now,
-                    isatty(2) ? "   " : "\n");
+            double fps_now = ms_gen > 0 ? (double)produced * 1000.0 / ms_gen : 0;
+            if (produced <= skip)
+                fprintf(stderr, "%schunk %" PRId64 ": skipping, %lld/%lld frames, %.0f ms (%.2f "
+                        "frames/s)%s", isatty(2) ? "\r" : "", ci.chunk, produced, skip,
+                        ci.ms_total, fps_now, isatty(2) ? "   " : "\n");
+            else
+                fprintf(stderr, "%schunk %" PRId64 ": %lld/%lld frames, %.0f ms (%.2f frames/s)%s",
+                        isatty(2) ? "\r" : "", ci.chunk, written, frames, ci.ms_total, fps_now,
+                        isatty(2) ? "   " : "\n");
         }
     }
     if (!quiet && isatty(2))
         fputc('\n', stderr);
     if (rc != 130)
         rc = FB_CLI_OK;
-    if (kind == OUT_RGB && !quiet)
-        fprintf(stderr, "flipbook generate: wrote %lld frames of %dx%d RGB24 to %s (ffplay -f "
-                "rawvideo -pixel_format rgb24 -video_size %dx%d -framerate %d %s)\n", written,
-                info.width, info.height, out_path, info.width, info.height, fps, out_path);
+    if (written == 0 && !quiet)
+        fprintf(stderr, "flipbook generate: wrote no frames to %s\n", out_path);
+    else if (kind == OUT_RGB && !quiet)
+        fprintf(stderr, "flipbook generate: wrote %lld frames (%lld..%lld) of %dx%d RGB24 to %s "
+                "(ffplay -f rawvideo -pixel_format rgb24 -video_size %dx%d -framerate %d %s)\n",
+                written, skip, skip + written - 1, info.width, info.height, out_path, info.width,
+                info.height, fps, out_path);
     else if (!quiet)
-        fprintf(stderr, "flipbook generate: wrote %lld frames to %s\n", written, out_path);
+        fprintf(stderr, "flipbook generate: wrote %lld frames (%lld..%lld) to %s\n", written,
+                skip, skip + written - 1, out_path);
 
 done:
     if (webm) {
@@ -359,6 +610,7 @@ done:
         rc = FB_CLI_FAIL;
     }
     free(rgb);
+    free(switches);
     fb_stream_free(stream);
     fb_model_free(model);
     return rc;

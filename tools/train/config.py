@@ -82,7 +82,7 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 5000
+    steps: int = 3600
     batch: int = 3                 # clips per step
     frames: int = 24               # 6 latent frames: the decoder's and encoder's memory blocks
                                    # reach the state they stay in for an endless stream only
@@ -111,7 +111,8 @@ class TokenizerStage:
 @dataclass
 class DiTStage:
     steps: int = 30000
-    batch: int = 4
+    batch: int = 2                 # early on, updates count more than clips per update; a
+                                   # later run may raise it (a resizable setting)
     clip_latents: int = 12         # 6 chunks: the window fills up and slides in every clip
     dataset_clips: int = 2000      # latent cache size (rendered + encoded once); may grow
                                    # between runs (shards are a function of their index)

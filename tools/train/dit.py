@@ -280,7 +280,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips"))
+        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)

@@ -8,9 +8,13 @@ import https from 'node:https';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
+// --name VALUE pairs; a --name followed by another --name (or by nothing) is a flag: true.
 export function parseArgs(argv) {
   return Object.fromEntries(argv.reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
+    if (a.startsWith('--')) {
+      const v = all[i + 1];
+      acc.push([a.slice(2), v === undefined || v.startsWith('--') ? true : v]);
+    }
     return acc;
   }, []));
 }
@@ -63,13 +67,14 @@ export function httpGet(url) {
   });
 }
 
-// Starts flipbookd with `extra` arguments on 127.0.0.1:0; resolves once it prints its
-// "listening on" line: {proc, port, base (http(s)://127.0.0.1:PORT/), log (lines), recDir}.
-export function startDaemon(flipbookd, tmp, extra, timeoutMs = 30000) {
+// Starts flipbookd with `extra` arguments on 127.0.0.1:0 (and `env` added to this process's
+// environment); resolves once it prints its "listening on" line:
+// {proc, port, base (http(s)://127.0.0.1:PORT/), log (lines), recDir}.
+export function startDaemon(flipbookd, tmp, extra, timeoutMs = 30000, env = {}) {
   const recDir = path.join(tmp, 'recordings');
   fs.mkdirSync(recDir, { recursive: true });
   const proc = spawn(flipbookd, ['--host', '127.0.0.1', '--port', '0', '--record-dir', recDir,
-    '--log-level', 'debug', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--log-level', 'debug', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const log = [];
   return new Promise((resolve, reject) => {
     let done = false;

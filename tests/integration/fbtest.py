@@ -277,10 +277,14 @@ class WS:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
+        self._handshake(host, port, path, protocol, "http")
+
+    def _handshake(self, host, port, path, protocol, scheme):
+        """The HTTP upgrade on self.sock (plain or TLS); the page's origin uses `scheme`."""
         key = base64.b64encode(os.urandom(16)).decode()
         req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-               f"Origin: http://{host}:{port}\r\n")
+               f"Origin: {scheme}://{host}:{port}\r\n")
         if protocol:
             req += f"Sec-WebSocket-Protocol: {protocol}\r\n"
         req += "\r\n"

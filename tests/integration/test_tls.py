@@ -17,8 +17,6 @@ checks:
   - the daemon exits 0 on SIGTERM.
 """
 
-import base64
-import hashlib
 import json
 import os
 import re
@@ -27,7 +25,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fbtest  # noqa: E402
@@ -47,29 +44,7 @@ class TlsWS(fbtest.WS):
         raw = socket.create_connection((host, port), timeout=timeout)
         self.sock = context.wrap_socket(raw, server_hostname=host)
         self.sock.settimeout(timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-               f"Origin: https://{host}:{port}\r\nSec-WebSocket-Protocol: {fbtest.SUBPROTOCOL}\r\n\r\n")
-        self.sock.sendall(req.encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("server closed during the WebSocket handshake")
-            buf += chunk
-        head, _, self.buf = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        if " 101 " not in lines[0] + " ":
-            raise ConnectionError(f"handshake refused: {lines[0]}")
-        hdrs = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip()
-                for l in lines[1:] if ":" in l}
-        want = base64.b64encode(hashlib.sha1(key.encode() + fbtest.WS_GUID).digest()).decode()
-        if hdrs.get("sec-websocket-accept") != want:
-            raise ConnectionError("bad Sec-WebSocket-Accept")
-        self.protocol = hdrs.get("sec-websocket-protocol")
-        self.closed = None
-        self._send_lock = threading.Lock()
+        self._handshake(host, port, path, fbtest.SUBPROTOCOL, "https")
 
 
 def https_get(host, port, path, context, timeout=5.0):

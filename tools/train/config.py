@@ -82,7 +82,7 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 3600
+    steps: int = 5600
     batch: int = 3                 # clips per step
     frames: int = 24               # 6 latent frames: the decoder's and encoder's memory blocks
                                    # reach the state they stay in for an endless stream only
@@ -94,6 +94,8 @@ class AEStage:
     weight_decay: float = 1e-4
     ema: float = 0.999             # exported weights: averages out the batch-to-batch colour jitter
     edge_weight: float = 0.05      # L1 on image gradients, for crisp object rims
+    object_weight: float = 15.0    # extra weight of object pixels in the MSE (a 10-pixel ball
+                                   # is ~0.6% of a frame); 0 in runs up to step 3,600
     latent_weight: float = 1e-2    # keeps latents near zero mean, unit std per channel
     latent_noise: float = 0.15     # decoder sees z + U(0, this) * N(0, 1): tolerance of DiT error
     switch_fraction: float = 0.3   # clips with a mid-clip scene change

@@ -27,8 +27,16 @@ typedef enum {
     FB_OPT_STRING, /* value: const char ** */
     FB_OPT_INT,    /* value: long long *, checked against [min, max] */
     FB_OPT_NUMBER, /* value: double *, checked against [min, max] */
-    FB_OPT_FLAG    /* value: int *, set to 1; takes no argument */
+    FB_OPT_FLAG,   /* value: int *, set to 1; takes no argument */
+    FB_OPT_LIST    /* value: fb_cli_list *; repeatable, every value kept in order */
 } fb_opt_kind;
+
+/* The values of a repeatable option: `items` has room for `cap` of them (at most `cap` may be
+ * given); fb_cli_parse sets `n`. */
+typedef struct fb_cli_list {
+    const char **items;
+    int n, cap;
+} fb_cli_list;
 
 typedef struct fb_cli_opt {
     const char *name;    /* long name without the leading "--" */

@@ -206,44 +206,6 @@ static int parse_switch(const char *arg, gen_switch *sw)
     return FB_CLI_OK;
 }
 
-/* fb_cli_parse keeps only the last value of an option: collect every --switch from argv again,
- * walking it by the same rules (argv has already been validated against the table). */
-static int collect_switches(const fb_cli_opt *opts, int argc, char **argv, gen_switch *out,
-                            int *n_out)
-{
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *value = NULL;
-        const fb_cli_opt *o = NULL;
-        if (strncmp(arg, "--", 2) == 0) {
-            const char *eq = strchr(arg + 2, '=');
-            size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-            for (const fb_cli_opt *p = opts; p->name; p++)
-                if (strlen(p->name) == len && strncmp(p->name, arg + 2, len) == 0)
-                    o = p;
-            if (eq)
-                value = eq + 1;
-        } else if (arg[0] == '-' && arg[1] && !arg[2]) {
-            for (const fb_cli_opt *p = opts; p->name; p++)
-                if (p->short_name && p->short_name == arg[1])
-                    o = p;
-        }
-        if (!o || o->kind == FB_OPT_FLAG)
-            continue;
-        if (!value && i + 1 < argc)
-            value = argv[++i];
-        if (value && strcmp(o->name, "switch") == 0) {
-            int rc = parse_switch(value, &out[n]);
-            if (rc != FB_CLI_OK)
-                return rc;
-            out[n].order = n;
-            n++;
-        }
-    }
-    *n_out = n;
-    return FB_CLI_OK;
-}
-
 static int cmp_switch(const void *a, const void *b)
 {
     const gen_switch *x = a, *y = b;
@@ -314,7 +276,9 @@ const fb_cli_command fb_cmd_generate = {
 static int run_generate(const fb_cli_command *self, int argc, char **argv)
 {
     const char *model_path = "default", *prompt = NULL, *out_path = NULL;
-    const char *switch_arg = NULL, *transition_arg = "cut";
+    const char *transition_arg = "cut";
+    const char *switch_items[256];
+    fb_cli_list switch_list = {switch_items, 0, 256};
     long long seed = 0, frames = 0, threads = 0, bitrate = 0, skip = 0;
     int quiet = 0;
     fb_cli_opt opts[] = {
@@ -329,9 +293,9 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
          1024, 0},
         {"bitrate", 0, FB_OPT_INT, "KBPS", "VP9 target bitrate for .webm (default: by size)",
          &bitrate, 0, 50, 100000, 0},
-        {"switch", 0, FB_OPT_STRING, "FRAME:TEXT",
-         "new prompt from the first chunk boundary at or after FRAME (repeatable)", &switch_arg,
-         0, 0, 0, 0},
+        {"switch", 0, FB_OPT_LIST, "FRAME:TEXT",
+         "new prompt from the first chunk boundary at or after FRAME (repeatable)",
+         &switch_list, 0, 0, 0, 0},
         {"transition", 0, FB_OPT_STRING, "T",
          "how --switch prompts take over: cut (default), recache, blend[:N]", &transition_arg, 0,
          0, 0, 0},
@@ -345,21 +309,23 @@ static int run_generate(const fb_cli_command *self, int argc, char **argv)
         return FB_CLI_OK;
     if (prc != FB_CLI_OK)
         return prc;
-    (void)switch_arg; /* every --switch is collected below; the parser keeps only the last */
 
     fb_transition transition;
     int blend_chunks;
     if (parse_transition(transition_arg, &transition, &blend_chunks) != FB_CLI_OK)
         return FB_CLI_USAGE;
-    gen_switch *switches = calloc((size_t)argc, sizeof *switches);
-    int n_switch = 0;
+    gen_switch *switches = calloc((size_t)switch_list.n + 1, sizeof *switches);
+    int n_switch = switch_list.n;
     if (!switches) {
         fprintf(stderr, "flipbook generate: out of memory\n");
         return FB_CLI_FAIL;
     }
-    if (collect_switches(opts, argc, argv, switches, &n_switch) != FB_CLI_OK) {
-        free(switches);
-        return FB_CLI_USAGE;
+    for (int i = 0; i < n_switch; i++) {
+        if (parse_switch(switch_list.items[i], &switches[i]) != FB_CLI_OK) {
+            free(switches);
+            return FB_CLI_USAGE;
+        }
+        switches[i].order = i;
     }
     qsort(switches, (size_t)n_switch, sizeof *switches, cmp_switch);
     long long total = skip + frames;   /* frames the stream generates (at least) */

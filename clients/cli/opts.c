@@ -62,12 +62,25 @@ static int set_value(const char *cmd, fb_cli_opt *o, const char *text) {
     case FB_OPT_FLAG:
         *(int *)o->value = 1;
         return FB_CLI_OK;
+    case FB_OPT_LIST: {
+        fb_cli_list *l = o->value;
+        if (l->n >= l->cap) {
+            fprintf(stderr, "flipbook %s: --%s may be given at most %d times\n", cmd, o->name,
+                    l->cap);
+            return FB_CLI_USAGE;
+        }
+        l->items[l->n++] = text;
+        return FB_CLI_OK;
+    }
     }
     return FB_CLI_USAGE;
 }
 
 int fb_cli_parse(const fb_cli_command *cmd, fb_cli_opt *opts, int argc, char **argv) {
-    for (fb_cli_opt *o = opts; o->name; o++) o->seen = 0;
+    for (fb_cli_opt *o = opts; o->name; o++) {
+        o->seen = 0;
+        if (o->kind == FB_OPT_LIST) ((fb_cli_list *)o->value)->n = 0;
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {

@@ -4,6 +4,7 @@ FrameCrossAttention must reproduce the reference's teacher-forced forward_train 
 frame has the same caption, keep chunks before a prompt switch independent of the caption after
 it (the stream is causal), and keep the parameter names of the reference.
 """
+import numpy as np
 import torch
 
 from common import check, finish
@@ -79,14 +80,40 @@ def main():
     mask = torch.ones_like(ids)
     mask[:, 6:] = 0
     t_c, s_c = stage.chunk_noise_levels(sched, g, B, Fr // 2, 0.5)
-    loss = stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw), t_c, s_c,
-                         torch.randn(clean.shape, generator=g), bf16=False)
+    eps = torch.randn(clean.shape, generator=g)
+    loss = stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw, None), t_c, s_c, eps, bf16=False)
+    with torch.no_grad():
+        ones = torch.ones(B, 1, *clean.shape[2:])
+        l1 = stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw, ones), t_c, s_c, eps, bf16=False)
+        heavy = ones.clone()
+        heavy[:, :, :, :2] = 50.0
+        lw = stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw, heavy), t_c, s_c, eps, bf16=False)
+    check(abs(l1.item() - loss.item()) < 1e-5 * max(1.0, loss.item()),
+          "a weight of ones is the plain loss (%.6f vs %.6f)" % (l1.item(), loss.item()))
+    check(abs(lw.item() - loss.item()) > 1e-6, "a non-uniform object weight changes the loss")
     loss.backward()
     check(torch.isfinite(loss).item(), "loss is finite (%.4f)" % loss.item())
     gt = t5.token_embedding.weight.grad
     check(gt is not None and gt.abs().sum().item() > 0, "gradients reach the text encoder")
     gp = dit.blocks[0].self_attn.q.weight.grad
     check(gp is not None and gp.abs().sum().item() > 0, "gradients reach the DiT blocks")
+
+    # Object cells of the latent grid: a red square at a known place marks exactly the cells
+    # of the 4-frame x 8x8-pixel blocks it touches; crops centred on objects contain them.
+    from train import ae as ae_stage, data as dstage
+    fr = np.full((1, 8, 32, 32, 3), (30, 100, 110), np.uint8)
+    fr[0, 4:8, 9:14, 17:20] = (220, 45, 45)
+    m = dstage.latent_object_mask(fr)
+    want = torch.zeros(1, 2, 1, 4, 4, dtype=torch.bool)
+    want[0, 1, 0, 0:2, 1:3] = True        # rows 7..15, columns 15..21 with the 2-pixel rim
+    check(m.shape == want.shape and torch.equal(m, want),
+          "latent object mask marks the blocks the object (and its rim) touches")
+    x = torch.from_numpy(np.tile(fr, (1, 3, 1, 1, 1))).permute(0, 1, 4, 2, 3).float() / 255.0
+    x = x.expand(6, -1, -1, -1, -1).contiguous()                  # [6, 24, 3, 32, 32]
+    xc = ae_stage.crop_on_objects(x, 16, torch.Generator().manual_seed(1), object_share=1.0)
+    has = ae_stage.object_mask(xc).flatten(1).amax(dim=1)
+    check(tuple(xc.shape) == (6, 24, 3, 16, 16) and bool((has > 0).all()),
+          "object-centred crops hold the object")
 
     # Text encoder: padded batch == the reference's per-prompt encode with zero rows.
     t5.eval()

@@ -21,10 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flipbook_ref.taehv import TAEHV, MemBlock
-from world.vocab import PALETTE
 
 from . import config as C
 from . import data, state
+from .data import object_mask
 
 STAGE_ID = 1
 
@@ -66,19 +66,30 @@ def _edge(y, x):
     return dxy.abs().mean() + dyy.abs().mean()
 
 
-_PALETTE = torch.tensor(list(PALETTE.values()), dtype=torch.float32) / 255.0   # [P, 3]
+def crop_on_objects(x, crop, gen, object_share=0.8):
+    """Windows of crop x crop pixels (the same window in every frame of a clip), centred on a
+    random object pixel of the clip's middle frame for object_share of the clips (jittered by a
+    quarter window), anywhere for the others and for clips without objects.
 
-
-def object_mask(x, tol=0.1):
-    """1 on the pixels of objects and 2 pixels around them (their dark rims), else 0.
-
-    x [B, T, 3, H, W] in [0, 1] -> [B, T, 1, H, W]. A pixel is an object's when every channel is
-    within tol of a palette colour: the palette stands ~50 levels off every background, ground
-    and occluder colour by design (tools/world/vocab.py), so nothing else matches."""
-    d = (x.unsqueeze(2) - _PALETTE.view(1, 1, -1, 3, 1, 1)).abs().amax(dim=3)   # [B, T, P, H, W]
-    m = (d.amin(dim=2) < tol).float()                                            # [B, T, H, W]
-    B, T, H, W = m.shape
-    return F.max_pool2d(m.view(B * T, 1, H, W), 5, 1, 2).view(B, T, 1, H, W)
+    x [B, T, 3, H, W] -> [B, T, 3, crop, crop]. The autoencoder is fully convolutional, so it
+    trains on windows as well as on whole frames; centred on objects, a window spends ~10x more
+    of every step's pixels on the objects than a whole frame does, where its errors were."""
+    B, T, _, H, W = x.shape
+    mid = object_mask(x[:, T // 2:T // 2 + 1])[:, 0, 0]                 # [B, H, W]
+    out = []
+    for b in range(B):
+        pts = mid[b].nonzero()
+        u = torch.rand(4, generator=gen)
+        if len(pts) and u[0] < object_share:
+            cy, cx = pts[int(u[1] * len(pts))].tolist()
+            cy += int((u[2] - 0.5) * crop / 2)
+            cx += int((u[3] - 0.5) * crop / 2)
+        else:
+            cy, cx = int(u[1] * H), int(u[2] * W)
+        y0 = min(max(cy - crop // 2, 0), H - crop)
+        x0 = min(max(cx - crop // 2, 0), W - crop)
+        out.append(x[b, :, :, y0:y0 + crop, x0:x0 + crop])
+    return torch.stack(out)
 
 
 def decode_raw(vae, z):
@@ -146,7 +157,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "ae", resizable=("steps", "batch", "frames", "object_weight"))
+        state.check_settings(ck["settings"], cur, "ae", resizable=("steps", "batch", "frames", "object_weight", "crop"))
     vae = build_model(tc.seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=st.weight_decay, betas=(0.9, 0.99))
     ema = build_model(tc.seed)
@@ -185,6 +196,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             g["lr"] = lr
         gen = torch.Generator().manual_seed(state.step_seed(tc.seed, STAGE_ID, step))
         x = data.ae_batch(tc.seed, step, st.batch, st.frames, st.switch_fraction)
+        if st.crop:
+            x = crop_on_objects(x, st.crop, gen)
         loss, parts = losses(vae, x, st, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()

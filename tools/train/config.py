@@ -82,8 +82,8 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 5600
-    batch: int = 3                 # clips per step
+    steps: int = 7000
+    batch: int = 10                # clips per step
     frames: int = 24               # 6 latent frames: the decoder's and encoder's memory blocks
                                    # reach the state they stay in for an endless stream only
                                    # from the third latent frame on (runs up to step 3,050 used
@@ -94,8 +94,11 @@ class AEStage:
     weight_decay: float = 1e-4
     ema: float = 0.999             # exported weights: averages out the batch-to-batch colour jitter
     edge_weight: float = 0.05      # L1 on image gradients, for crisp object rims
-    object_weight: float = 15.0    # extra weight of object pixels in the MSE (a 10-pixel ball
-                                   # is ~0.6% of a frame); 0 in runs up to step 3,600
+    object_weight: float = 5.0     # extra weight of object pixels in the MSE (a 10-pixel ball
+                                   # is ~0.6% of a frame); 0 in runs up to step 3,600, 15 up to
+                                   # step 4,350 (whole frames)
+    crop: int = 64                 # train on 64x64 windows centred on objects (crop_on_objects):
+                                   # 0 (whole frames, batch 3) up to step 4,350
     latent_weight: float = 1e-2    # keeps latents near zero mean, unit std per channel
     latent_noise: float = 0.15     # decoder sees z + U(0, this) * N(0, 1): tolerance of DiT error
     switch_fraction: float = 0.3   # clips with a mid-clip scene change
@@ -129,6 +132,8 @@ class DiTStage:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.999
+    object_weight: float = 4.0     # extra loss weight of latent cells holding an object; 0 up
+                                   # to step ~4,850 (objects never appeared)
     exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,
                                    # else any level of the table (diffusion forcing)
     bf16: bool = True

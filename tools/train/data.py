@@ -16,8 +16,10 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from world import Scene, clip_captions, render_clip
+from world.vocab import PALETTE
 
 from . import config as C
 
@@ -95,6 +97,33 @@ def tokenizer_sentences(seed, n):
     return out[:n]
 
 
+# ---- where the objects are ----------------------------------------------------------------
+
+_PALETTE = torch.tensor(list(PALETTE.values()), dtype=torch.float32) / 255.0   # [P, 3]
+
+
+def object_mask(x, tol=0.1):
+    """1 on the pixels of objects and 2 pixels around them (their dark rims), else 0.
+
+    x [B, T, 3, H, W] in [0, 1] -> [B, T, 1, H, W]. A pixel is an object's when every channel is
+    within tol of a palette colour: the palette stands ~50 levels off every background, ground
+    and occluder colour by design (tools/world/vocab.py), so nothing else matches."""
+    d = (x.unsqueeze(2) - _PALETTE.view(1, 1, -1, 3, 1, 1)).abs().amax(dim=3)   # [B, T, P, H, W]
+    m = (d.amin(dim=2) < tol).float()                                            # [B, T, H, W]
+    B, T, H, W = m.shape
+    return F.max_pool2d(m.view(B * T, 1, H, W), 5, 1, 2).view(B, T, 1, H, W)
+
+
+def latent_object_mask(frames_u8):
+    """uint8 [N, T, H, W, 3] -> bool [N, T/4, 1, H/8, W/8]: the latent cells whose 4 frames x
+    8x8 pixels hold some object pixel (or its rim). The DiT stage weighs its loss there."""
+    x = torch.from_numpy(frames_u8).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    m = object_mask(x)                                               # [N, T, 1, H, W]
+    N, T, _, H, W = m.shape
+    m = F.max_pool3d(m.view(N, 1, T, H, W), (C.T_DOWN, C.S_DOWN, C.S_DOWN))
+    return (m.view(N, 1, T // C.T_DOWN, H // C.S_DOWN, W // C.S_DOWN).transpose(1, 2) > 0)
+
+
 # ---- the latent cache of the DiT stage --------------------------------------------------------
 
 def world_version():
@@ -131,7 +160,7 @@ def build_shard(vae, cache_dir, k, st, seed):
     if os.path.exists(path):
         return False
     n_video = st.clip_latents * C.T_DOWN
-    lats, caps, pending = [], [], []
+    lats, objs, caps, pending = [], [], [], []
     first = k * st.shard_clips
     for i in range(first, first + st.shard_clips):
         fr, _, cp = make_dit_clip(seed, i, n_video, st.switch_fraction, st.phrasings,
@@ -140,8 +169,10 @@ def build_shard(vae, cache_dir, k, st, seed):
         pending.append(fr)
         if len(pending) == 5 or i == first + st.shard_clips - 1:
             lats.append(encode_clips(vae, np.stack(pending), bf16=True))
+            objs.append(latent_object_mask(np.stack(pending)))
             pending = []
-    obj = {"latents": torch.cat(lats), "captions": json.dumps(caps), "first": first,
+    obj = {"latents": torch.cat(lats), "objects": torch.cat(objs), "captions": json.dumps(caps),
+           "first": first,
            "world": world_version()}
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -150,9 +181,11 @@ def build_shard(vae, cache_dir, k, st, seed):
 
 
 def load_cache(cache_dir, n_shards):
-    lats, caps = [], []
+    """(latents [N, F, C, h, w] float16, objects [N, F, 1, h, w] bool, captions)."""
+    lats, objs, caps = [], [], []
     for k in range(n_shards):
         d = torch.load(shard_path(cache_dir, k))
         lats.append(d["latents"])
+        objs.append(d["objects"])
         caps.extend(json.loads(d["captions"]))
-    return torch.cat(lats), caps
+    return torch.cat(lats), torch.cat(objs), caps

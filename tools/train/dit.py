@@ -12,6 +12,10 @@ window of the clip and to itself, at the slot-order positions the engine's KV ca
 so the training computation is exactly the endless stream's (the reference's selftest checks
 that training forward == cached inference). Loss: mean (v_pred - (eps - x0))^2.
 
+Latent cells that hold an object (a palette-coloured pixel in their 4 frames x 8x8 pixels) weigh
+1 + object_weight in the loss: objects cover a few percent of the cells, and unweighted the model
+learnt the backgrounds long before it drew any object.
+
 Noise levels: with probability exact_step_prob a chunk takes one of the sampler's own steps
 (t_k, sigma_k), else any level of the 1000-entry table, so 4-step sampling works without
 distillation. The engine does one conditional pass, so there is no caption dropout.
@@ -139,8 +143,9 @@ def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0):
 class Batches:
     """Random batches of the latent cache; batch k is a pure function of (seed, k)."""
 
-    def __init__(self, latents, captions, tok, text_len, st, seed):
+    def __init__(self, latents, captions, tok, text_len, st, seed, objects=None):
         self.lat = latents                      # [N, F, C, h, w] float16
+        self.obj = objects                      # [N, F, 1, h, w] bool, or None: no weighting
         self.st, self.seed, self.text_len = st, seed, text_len
         self.ids = []                           # per clip: (before id lists, after id lists)
         for c in captions:
@@ -158,7 +163,8 @@ class Batches:
         return ids, mask
 
     def get(self, rng, batch, clips=None):
-        """(clean [B, C, F, h, w], ids [B*2, L], mask, frame_caption [B, F])."""
+        """(clean [B, C, F, h, w], ids [B*2, L], mask, frame_caption [B, F], loss weight
+        [B, 1, F, h, w] or None)."""
         N = self.lat.shape[0]
         idx = rng.integers(0, N, batch) if clips is None else np.asarray(clips)
         F_ = self.lat.shape[1]
@@ -171,7 +177,11 @@ class Batches:
                 fcap[j, sw * C.CHUNK_LATENTS:] = 1
         ids, mask = self._pad(lists)
         clean = self.lat[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4).contiguous()
-        return clean, ids, mask, fcap
+        weight = None
+        if self.obj is not None and self.st.object_weight > 0:
+            o = self.obj[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4)   # [B, 1, F, h, w]
+            weight = 1.0 + self.st.object_weight * o
+        return clean, ids, mask, fcap, weight
 
 
 def chunk_noise_levels(sched, rng_t, B, n, p_exact):
@@ -186,7 +196,7 @@ def chunk_noise_levels(sched, rng_t, B, n, p_exact):
 
 
 def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16):
-    clean, ids, mask, fcap = batch
+    clean, ids, mask, fcap, weight = batch
     B = clean.shape[0]
     Cf = cfg.stream.chunk_frames
     t = t_chunk.repeat_interleave(Cf, dim=1)
@@ -195,7 +205,10 @@ def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         ctx = encode_text(t5, ids, mask).unflatten(0, (B, 2))
         pred = forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t)
-    return (pred.float() - (eps - clean)).pow(2).mean()
+    err = (pred.float() - (eps - clean)).pow(2)                           # [B, C, F, h, w]
+    if weight is None:
+        return err.mean()
+    return (err * weight).mean() / weight.mean()
 
 
 # ---- the latent cache -----------------------------------------------------------------------
@@ -215,7 +228,7 @@ def build_cache(root, tc, vae, budget):
     want = {"seed": tc.seed, "clips": st.dataset_clips, "shard_clips": st.shard_clips,
             "clip_latents": st.clip_latents, "switch_fraction": st.switch_fraction,
             "phrasings": st.phrasings, "late_start": st.late_start, "max_start": st.max_start,
-            "mirror": True, "ae_step": None}
+            "mirror": True, "objects": True, "ae_step": None}
     _, want["ae_step"] = ae_stage.load_trained(root)
     if os.path.exists(meta):
         # The cache may grow: clip i is the same clip whatever the cache's size.
@@ -280,16 +293,16 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch"))
+        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)
         return False
     del vae
     n_shards = -(-st.dataset_clips // st.shard_clips)
-    lat, caps = data.load_cache(cache_dir(root), n_shards)
-    lat = lat[:st.dataset_clips]
-    batches = Batches(lat, caps[:st.dataset_clips], tok, cfg.dit.text_len, st, tc.seed)
+    lat, objs, caps = data.load_cache(cache_dir(root), n_shards)
+    batches = Batches(lat[:st.dataset_clips], caps[:st.dataset_clips], tok, cfg.dit.text_len, st,
+                      tc.seed, objects=objs[:st.dataset_clips])
     v = torch.load(os.path.join(cache_dir(root), "val.pt"))
     val = Batches(v["latents"], json.loads(v["captions"]), tok, cfg.dit.text_len, st, tc.seed)
 

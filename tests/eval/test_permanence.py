@@ -12,7 +12,7 @@ from eval.track import build_tracks, parse_clip  # noqa: E402
 from world import Switch, render_clip, vocab  # noqa: E402
 
 G = Geometry()
-items = permanence_set(4, G, 64)
+items = permanence_set(8, G, 112)   # 7 s clips: slow objects take up to 3.5 s behind a tree
 
 
 def hidden_moment(records):

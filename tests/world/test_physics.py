@@ -82,7 +82,7 @@ c.check(abs(rebound / drop - e * e) < 0.12, "rebound ratio %.3f, expected about 
 c.check(min(ys) >= 0.3 - 1e-6, "a bounce went higher than the drop")
 
 # Friction: a box sliding at v on friction mu stops after about v^2 / (2 mu g).
-v, mu = 0.8, 0.3
+v, mu = 0.3, 0.6
 box = Body(0, "box", "blue", "big", 0.1, 0.86 - 0.065, 0.065, vx=v, restitution=0.0, friction=mu)
 w, states = run([box], 40)
 dist = states[-1][0][0] - 0.1

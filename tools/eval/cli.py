@@ -94,7 +94,7 @@ def build_parser():
     ap.add_argument("--seeds", type=int, help="noise seeds per prompt (default 1)")
     ap.add_argument("--frames", type=int, default=48,
                     help="frames per adherence/steering clip (default 48)")
-    ap.add_argument("--permanence-frames", type=int, default=64,
+    ap.add_argument("--permanence-frames", type=int, default=112,
                     help="frames per permanence clip (default 64)")
     ap.add_argument("--drift-streams", type=int,
                     help="drift streams (C backend; default %d, 0 = none)" % FULL["drift_streams"])

@@ -156,12 +156,13 @@ def steering(cp, prompts, switch_frame, chunks, within=2):
 
 # --- permanence -----------------------------------------------------------------------------
 
-def permanence(cp, tracks, fps=16.0, window_s=1.5, min_speed=0.1, min_obs=3):
+def permanence(cp, tracks, fps=16.0, window_s=3.5, min_speed=0.1, min_obs=3):
     """Occlusion events of one clip: an established track (min_obs detections) that is lost
     while touching the occluder, moving sideways at min_speed units/s or more, with window_s
     seconds of clip left after it. It is resolved by the tracks that start within the window
     touching the occluder, near where it went in (|dx| up to the occluder's width + 0.2,
-    |dy| up to 0.25) and seen at least twice: "same" when one of them has its colour,
+    |dy| up to 0.35: a bouncing object falls while hidden) and seen at least twice: "same"
+    when one of them has its colour,
     "changed" when they all have another, "vanished" when there is none."""
     out = {"events": 0, "same": 0, "changed": 0, "vanished": 0, "excluded": 0}
     if cp.occ_mask is None:
@@ -182,7 +183,7 @@ def permanence(cp, tracks, fps=16.0, window_s=1.5, min_speed=0.1, min_obs=3):
         cands = [c for c in tracks
                  if c is not tr and lost.t < c.first.t <= lost.t + window and c.first.near_occ
                  and len(c.dets) >= 2 and abs(c.first.x - lost.x) <= occ_w + 0.2
-                 and abs(c.first.y - lost.y) <= 0.25]
+                 and abs(c.first.y - lost.y) <= 0.35]
         out["events"] += 1
         colour = tr.colour(end=True)
         if any(c.colour() == colour for c in cands):

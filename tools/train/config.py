@@ -82,7 +82,7 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 7000
+    steps: int = 8000
     batch: int = 10                # clips per step
     frames: int = 24               # 6 latent frames: the decoder's and encoder's memory blocks
                                    # reach the state they stay in for an endless stream only

@@ -7,7 +7,7 @@ marker. Boxes are axis-aligned squares; triangles are upright isosceles triangle
 box is a square, collided as true triangles (separating axes), so a ball can roll off a slope.
 
 The integrator is semi-implicit Euler with SUBSTEPS substeps per frame and ITERATIONS
-passes of sequential impulses per substep. At 16 fps and the speed cap below, a body moves at most ~0.02
+passes of sequential impulses per substep. At 16 fps and the speed cap below, a body moves at most ~0.008
 units per substep, well under the smallest object (0.07 across), so nothing tunnels.
 
 Pure Python floats on purpose: with at most a handful of bodies, numpy's per-call overhead would
@@ -17,11 +17,14 @@ Not thread-safe per World; separate Worlds are independent.
 
 import math
 
-GRAVITY = 1.6          # world units / s^2: a drop across the frame takes about 1.1 s
+GRAVITY = 0.3          # world units / s^2: a drop across the frame takes about 2.5 s. Slow on
+                       # purpose: at 1.6 a falling ball crossed 50 pixels within one latent
+                       # frame (4 video frames) and the autoencoder smeared it into a streak
 SUBSTEPS = 8           # per frame
 ITERATIONS = 6         # contact passes per substep (stacks of a heavy body on a light one
                        # need more than one to settle without sinking)
-MAX_SPEED = 2.5        # units / s, a cap that keeps every substep's motion small
+MAX_SPEED = 1.0        # units / s (8 pixels per frame at 128 wide): keeps every substep's motion
+                       # small and a latent frame's motion under 4 latent cells
 SLOP = 0.0008          # penetration left alone, so resting contacts do not jitter
 CORRECT = 0.8          # fraction of the remaining penetration fixed per substep
 REST_SPEED = 0.15      # approach speeds below this do not bounce (resting contact)

@@ -120,18 +120,20 @@ class Scene:
             vx = vy = 0.0
             if intent == "bouncing":
                 y = float(rng.uniform(0.1, 0.45) * aspect)
-                vx = sign * float(rng.uniform(0.1, 0.5))
-                vy = float(rng.uniform(-0.4, 0.1))
+                vx = sign * float(rng.uniform(0.05, 0.25))
+                vy = float(rng.uniform(-0.2, 0.05))
                 e = float(rng.uniform(0.82, 0.93) if kind == "ball" else rng.uniform(0.65, 0.8))
                 mu = 0.02 if kind == "ball" else 0.1
             elif intent == "falling":
                 y = float(rng.uniform(-0.12, 0.2) * aspect)
-                vx = sign * float(rng.uniform(0.0, 0.15))
+                vx = sign * float(rng.uniform(0.0, 0.08))
                 e = 0.35 if kind == "ball" else 0.2
                 mu = 0.05 if kind == "ball" else 0.3
             elif intent in ("rolling", "sliding"):
                 y = floor - h
-                vx = sign * float(rng.uniform(0.3, 0.8) if kind == "ball" else rng.uniform(0.5, 1.0))
+                # At most ~4 pixels per frame: the autoencoder packs 4 frames into one latent
+                # frame, and faster objects came back smeared.
+                vx = sign * float(rng.uniform(0.15, 0.4) if kind == "ball" else rng.uniform(0.25, 0.5))
                 e = 0.5 if kind == "ball" else 0.3
                 mu = 0.015 if kind == "ball" else float(rng.uniform(0.04, 0.12))
             else:  # resting

@@ -1,6 +1,7 @@
 """train_export: checkpoints of the three stages -> a flipbook model file that the reference
 loads, with the default config, the tokenizer embedded, F16 weights under 50 MB, and from
 which the reference sampler generates a chunk that decodes to 8 frames of 128x128."""
+import json
 import os
 
 import torch
@@ -54,6 +55,35 @@ def main():
         check(tuple(video.shape) == (8, 3, C.HEIGHT, C.WIDTH), "one chunk decodes to 8 frames of "
               "128x128: %s" % (tuple(video.shape),))
         check(bool(torch.isfinite(video).all()) and 0 <= video.min() and video.max() <= 1, "frames in [0, 1]")
+        training = json.loads(md.get("flipbook.training", "{}"))
+        check(training == {"seed": tc.seed, "ae_step": 11, "dit_step": 22},
+              "flipbook.training records the seed and stage steps: %s" % training)
+
+        # A fresh machine: an empty state folder seeded from the file resumes at its steps,
+        # and exports the same weights again.
+        with tmpdir() as fresh:
+            seeded = export.init_from(fresh, tc, out)
+            check(len(seeded) == 3, "every stage seeded: %s" % seeded)
+            ck = state.load_ckpt(os.path.join(fresh, "dit", "ckpt.pt"))
+            check(ck["step"] == 22 and ck["opt"] is None, "the DiT resumes at step 22, fresh optimizer")
+            check(state.load_ckpt(os.path.join(fresh, "ae", "ckpt.pt"))["step"] == 11,
+                  "the autoencoder resumes at step 11")
+            check(tok_stage.load(fresh)[1]["text_len"] == meta["text_len"], "tokenizer installed")
+            again = os.path.join(fresh, "again.safetensors")
+            export.export(fresh, tc, again)
+            t2, _ = st.load(again)
+            same = all(torch.equal(tensors[k], t2[k]) for k in tensors)
+            check(same and set(t2) == set(tensors), "re-export of the seeded state is bit-identical")
+            check(export.init_from(fresh, tc, out) == [], "stages with state are left alone")
+        with tmpdir() as fresh:
+            bare = os.path.join(fresh, "bare.safetensors")
+            st.save(bare, {k: v for k, v in tensors.items()},
+                    {k: v for k, v in md.items() if k != "flipbook.training"})
+            try:
+                export.init_from(fresh, tc, bare)
+                check(False, "a file without flipbook.training is refused")
+            except SystemExit as e:
+                check("flipbook.training" in str(e), "a file without flipbook.training is refused")
     finish()
 
 

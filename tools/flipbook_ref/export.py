@@ -58,8 +58,9 @@ class Model:
         return sd
 
 
-def save_model(path, model: Model, dtype=torch.float32, prompts=None):
-    """prompts: example prompts for the web page (docs/model-format.md, flipbook.prompts)."""
+def save_model(path, model: Model, dtype=torch.float32, prompts=None, training=None):
+    """prompts: example prompts for the web page (docs/model-format.md, flipbook.prompts);
+    training: a JSON-able dict of where training stood (flipbook.training)."""
     tensors = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
     if model.tokenizer is not None:
         tensors["tokenizer.spm"] = np.frombuffer(model.tokenizer.model_bytes, dtype=np.uint8).copy()
@@ -67,6 +68,8 @@ def save_model(path, model: Model, dtype=torch.float32, prompts=None):
             "flipbook.name": model.name}
     if prompts:
         meta["flipbook.prompts"] = json.dumps(list(prompts))
+    if training:
+        meta["flipbook.training"] = json.dumps(training, sort_keys=True)
     st.save(path, tensors, meta)
 
 

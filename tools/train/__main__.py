@@ -27,6 +27,9 @@ def parse(argv):
                          "${XDG_CACHE_HOME:-~/.cache}/flipbook/train)")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0, help="checkpoint period (default 5)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--init-from", default=None, metavar="FILE",
+                    help="seed stages that have no state yet from an exported model file "
+                         "(e.g. models/default/model.safetensors) and continue from its steps")
     ap.add_argument("--no-train", action="store_true", help="only export/evaluate what is there")
     ap.add_argument("--export", action="store_true",
                     help="write the model file from the latest checkpoints of every stage")
@@ -106,6 +109,11 @@ def main(argv=None):
     budget = state.Budget(args.minutes, args.ckpt_minutes)
     budget.install_signals()
     print("train: state folder %s, %d threads, seed %d" % (root, args.threads, tc.seed), flush=True)
+    if args.init_from:
+        if not os.path.exists(args.init_from):
+            raise SystemExit("train: %s: no such model file" % args.init_from)
+        from . import export
+        export.init_from(root, tc, args.init_from)
     if not args.no_train:
         stages = C.STAGES if args.stage == "all" else (args.stage,)
         for name in stages:

@@ -164,13 +164,17 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     ema.load_state_dict(vae.state_dict())
     ema.eval()
     step = 0
+    rewarm = None          # a seeded stage warms its fresh optimizer up again over 200 steps
     if ck is not None:
         vae.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
+        if ck["opt"] is not None:          # None: seeded from a model file (--init-from)
+            opt.load_state_dict(ck["opt"])
         step = ck["step"]
+        rewarm = None if ck["opt"] is not None else step
         state.set_rng_state(ck["rng"])
-        print("train[ae]: resuming at step %d of %d" % (step, st.steps), flush=True)
+        print("train[ae]: resuming at step %d of %d%s" % (step, st.steps, "" if ck["opt"] is not None
+              else " (from a model file: fresh optimizer moments)"), flush=True)
     if step >= st.steps:
         open(os.path.join(sdir, "done"), "w").close()
         return True
@@ -192,6 +196,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             print("train[ae]: stopped at step %d (checkpoint saved)" % step, flush=True)
             return False
         lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac)
+        if rewarm is not None:
+            lr *= min(1.0, (step - rewarm + 1) / 200.0)
         for g in opt.param_groups:
             g["lr"] = lr
         gen = torch.Generator().manual_seed(state.step_seed(tc.seed, STAGE_ID, step))

@@ -314,15 +314,19 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     ema_dit.load_state_dict(dit.state_dict())
     ema_params = list(ema_t5.parameters()) + list(ema_dit.parameters())
     step = 0
+    rewarm = None          # a seeded stage warms its fresh optimizer up again over 200 steps
     if ck is not None:
         t5.load_state_dict(ck["model"]["t5"])
         dit.load_state_dict(ck["model"]["dit"])
         ema_t5.load_state_dict(ck["ema"]["t5"])
         ema_dit.load_state_dict(ck["ema"]["dit"])
-        opt.load_state_dict(ck["opt"])
+        if ck["opt"] is not None:          # None: seeded from a model file (--init-from)
+            opt.load_state_dict(ck["opt"])
         step = ck["step"]
+        rewarm = None if ck["opt"] is not None else step
         state.set_rng_state(ck["rng"])
-        print("train[dit]: resuming at step %d of %d" % (step, st.steps), flush=True)
+        print("train[dit]: resuming at step %d of %d%s" % (step, st.steps, "" if ck["opt"] is not None
+              else " (from a model file: fresh optimizer moments)"), flush=True)
     if step >= st.steps:
         open(os.path.join(sdir, "done"), "w").close()
         return True
@@ -350,6 +354,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             print("train[dit]: stopped at step %d (checkpoint saved)" % step, flush=True)
             return False
         lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac)
+        if rewarm is not None:
+            lr *= min(1.0, (step - rewarm + 1) / 200.0)
         for g in opt.param_groups:
             g["lr"] = lr
         seed = state.step_seed(tc.seed, STAGE_ID, step)

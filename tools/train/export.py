@@ -5,6 +5,7 @@ bytes go into the "tokenizer.spm" tensor and the config into the metadata
 (docs/model-format.md), through the reference's own writer (flipbook_ref.export.save_model).
 F16 weights by default (the engine accepts F32/F16/BF16); the file must stay <= 50 MB.
 """
+import json
 import os
 
 import torch
@@ -41,7 +42,8 @@ def export(root, tc, out, dtype="f16"):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
     save_model(tmp, model, torch.float16 if dtype == "f16" else torch.float32,
-               prompts=C.EXAMPLE_PROMPTS)
+               prompts=C.EXAMPLE_PROMPTS,
+               training={"seed": tc.seed, "ae_step": steps["ae"], "dit_step": steps["dit"]})
     size = os.path.getsize(tmp)
     if size > MAX_BYTES:
         os.unlink(tmp)
@@ -52,3 +54,53 @@ def export(root, tc, out, dtype="f16"):
     print("train: exported %s (%.1f MB, %.2fM parameters, %s; ae step %d, dit step %d)"
           % (out, size / 1e6, n / 1e6, dtype, steps["ae"], steps["dit"]), flush=True)
     return out
+
+
+def init_from(root, tc, path):
+    """Seeds an empty state folder from an exported model file, so that training resumes on a
+    machine that has only the repository (the state folder holds the optimizer moments and is
+    never committed; exported weights are, at milestones).
+
+    Every stage without state of its own gets the file's weights as both its model and its
+    EMA, a fresh optimizer and the step recorded in the file's flipbook.training metadata.
+    The continued run differs from one that never stopped (the optimizer moments and the
+    float32 digits of an f16 file are gone); the log says so. Returns the stages seeded."""
+    from flipbook_ref import st
+    from . import state
+    _, meta = st.load(path)
+    if "flipbook.training" not in meta:
+        raise SystemExit("train: %s has no flipbook.training metadata (export it with "
+                         "tools/train.sh --export)" % path)
+    steps = json.loads(meta["flipbook.training"])
+    if steps.get("seed") != tc.seed:
+        raise SystemExit("train: %s was trained with seed %s, this config has %s"
+                         % (path, steps.get("seed"), tc.seed))
+    model = load_model(path)
+    if model.cfg.vae.__dict__ != C.vae_config().__dict__:
+        raise SystemExit("train: %s has another autoencoder than tools/train/config.py" % path)
+    seeded = []
+    ae_ck = os.path.join(root, "ae", "ckpt.pt")
+    if not os.path.exists(ae_ck):
+        os.makedirs(os.path.dirname(ae_ck), exist_ok=True)
+        sd = {k: v.float() for k, v in model.vae.state_dict().items()}
+        state.atomic_torch_save({"model": sd, "ema": sd, "opt": None, "step": steps["ae_step"],
+                                 "settings": ae_stage.settings(tc), "rng": state.rng_state()}, ae_ck)
+        seeded.append("ae (step %d)" % steps["ae_step"])
+    if not tok_stage.is_done(root):
+        tok_stage.install(root, tc, model.tokenizer.model_bytes, model.cfg.dit.text_len)
+        seeded.append("tokenizer")
+    dit_ck = os.path.join(root, "dit", "ckpt.pt")
+    if not os.path.exists(dit_ck):
+        _, cfg = dit_stage.model_cfg(root)
+        if cfg.to_dict() != model.cfg.to_dict():
+            raise SystemExit("train: %s has another model config than tools/train/config.py" % path)
+        os.makedirs(os.path.dirname(dit_ck), exist_ok=True)
+        w = {"t5": {k: v.float() for k, v in model.text_encoder.state_dict().items()},
+             "dit": {k: v.float() for k, v in model.dit.state_dict().items()}}
+        state.atomic_torch_save({"model": w, "ema": w, "opt": None, "step": steps["dit_step"],
+                                 "settings": dit_stage.settings(tc, cfg), "rng": state.rng_state()},
+                                dit_ck)
+        seeded.append("dit (step %d)" % steps["dit_step"])
+    print("train: seeded from %s: %s (fresh optimizer moments: the run continues, it does not "
+          "replay)" % (path, ", ".join(seeded) or "nothing, every stage has state"), flush=True)
+    return seeded

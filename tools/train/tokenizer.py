@@ -50,6 +50,20 @@ def load(root):
     return Tokenizer.from_file(m), state.read_json(j)
 
 
+def install(root, tc, model_bytes, text_len):
+    """Writes a finished stage from a model file's tokenizer bytes and text_len (train
+    --init-from): the files run() writes."""
+    tok = Tokenizer(model_bytes)
+    sentences = data.tokenizer_sentences(tc.seed, tc.tokenizer.sentences) + vocab.vocabulary()
+    longest = max(len(tok.encode(s, 1 << 20)) for s in sentences)
+    model_path, meta_path = paths(root)
+    os.makedirs(os.path.dirname(model_path), exist_ok=True)
+    state.atomic_write(model_path, model_bytes)
+    state.write_json(meta_path, {"vocab_size": tok.vocab_size, "text_len": text_len,
+                                 "max_caption_tokens": longest, "sentences": len(sentences),
+                                 "split_words": [], "settings": tc.stage_dict("tokenizer")})
+
+
 def run(root, tc, budget):
     st = tc.tokenizer
     model_path, meta_path = paths(root)

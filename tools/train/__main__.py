@@ -30,6 +30,9 @@ def parse(argv):
     ap.add_argument("--init-from", default=None, metavar="FILE",
                     help="seed stages that have no state yet from an exported model file "
                          "(e.g. models/default/model.safetensors) and continue from its steps")
+    ap.add_argument("--ae-check", default=None, metavar="PNG",
+                    help="encode + decode held-out clips with the autoencoder checkpoint, print "
+                         "PSNR per latent frame (whole / object pixels), write a PNG and exit")
     ap.add_argument("--no-train", action="store_true", help="only export/evaluate what is there")
     ap.add_argument("--export", action="store_true",
                     help="write the model file from the latest checkpoints of every stage")
@@ -105,6 +108,14 @@ def main(argv=None):
     if args.status:
         print("state folder:", root)
         status(root, tc)
+        return 0
+    if args.ae_check:
+        from . import ae
+        vae, step = ae.load_trained(root)
+        if vae is None:
+            raise SystemExit("train: no autoencoder checkpoint in %s yet" % root)
+        print("train[ae]: checkpoint at step %d (EMA weights)" % step, flush=True)
+        ae.check_png(vae, tc.seed, args.ae_check)
         return 0
     budget = state.Budget(args.minutes, args.ckpt_minutes)
     budget.install_signals()

@@ -134,6 +134,32 @@ def validate(vae, seed):
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
+@torch.no_grad()
+def check_png(vae, seed, out):
+    """Encodes and decodes the held-out validation clips, prints PSNR per latent frame on
+    whole frames and on object pixels, and writes out: per clip a row of the originals
+    (frames 12, 14, 16, 18) over a row of the decoded frames. The quickest way to see what
+    the autoencoder does to objects (`tools/train.sh --ae-check FILE.png`)."""
+    from world.png import write_png
+    x = data.ae_batch(seed + 1, 0, 4, 24, 0.3)                          # [4, 24, 3, H, W]
+    y = vae.decode(vae.encode(x)).clamp(0, 1)
+    err = (y - x).pow(2)
+    m = object_mask(x)
+    for t in range(0, x.shape[1], C.T_DOWN):
+        e, mm = err[:, t:t + C.T_DOWN], m[:, t:t + C.T_DOWN]
+        obj = ((e * mm).sum() / (3 * mm.sum()).clamp(min=1)).item()
+        print("latent frame %d: PSNR %.2f dB, on object pixels %.2f dB"
+              % (t // C.T_DOWN, -10 * math.log10(max(e.mean().item(), 1e-12)),
+                 -10 * math.log10(max(obj, 1e-12))), flush=True)
+    rows = []
+    for b in range(x.shape[0]):
+        rows.append(torch.cat([x[b, t] for t in range(12, 20, 2)], dim=2))
+        rows.append(torch.cat([y[b, t] for t in range(12, 20, 2)], dim=2))
+    img = torch.cat(rows, dim=1).permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    write_png(out, img)
+    print("train[ae]: wrote %s (originals over decoded, 4 clips)" % out, flush=True)
+
+
 def load_trained(root, ema=True):
     """The autoencoder of the latest checkpoint (EMA weights by default; eval mode) and its
     step, or (None, 0)."""

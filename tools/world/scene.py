@@ -22,7 +22,8 @@ from .render import Renderer, floor_y
 
 FPS = 16
 MAX_OBJECTS = 5          # a scene starts with 1-4 objects; an "add" switch may make it 5
-BOUNCE_MEMORY = 24       # frames after a bounce during which an airborne object is "bouncing"
+BOUNCE_MEMORY = 56       # frames after a bounce during which an airborne object is "bouncing"
+                         # (3.5 s: a bounce under gravity 0.3 stays in the air about that long)
 MOVING_SPEED = 0.06      # units/s: slower than this on a support is "resting"
 
 # Motions a scene asks an object to make, per kind, with sampling weights.
@@ -119,9 +120,12 @@ class Scene:
             x = float(rng.uniform(h + 0.01, 1.0 - h - 0.01))
             vx = vy = 0.0
             if intent == "bouncing":
-                y = float(rng.uniform(0.1, 0.45) * aspect)
+                # Launched upwards from just above the floor, as if it had just bounced: under
+                # the slow gravity a ball dropped from mid-air spends its first ~2 s falling,
+                # longer than most clips.
+                y = floor - h - float(rng.uniform(0.0, 0.12))
                 vx = sign * float(rng.uniform(0.05, 0.25))
-                vy = float(rng.uniform(-0.2, 0.05))
+                vy = -float(rng.uniform(0.35, 0.6))
                 e = float(rng.uniform(0.82, 0.93) if kind == "ball" else rng.uniform(0.65, 0.8))
                 mu = 0.02 if kind == "ball" else 0.1
             elif intent == "falling":
@@ -291,6 +295,8 @@ def render_clip(scene, n_frames, size=(128, 128), switch=None):
     for i, o in enumerate(scene.objects):
         world.bodies.append(Body(i, o.kind, o.colour, o.size, o.x, o.y, o.h, o.vx, o.vy,
                                  o.restitution, o.friction, o.angle))
+        if o.intent == "bouncing" and o.vy < 0:
+            world.bodies[-1].last_bounce = 0     # it starts on the way up from a bounce
     next_id = len(scene.objects)
     sky = scene.sky
     occ = (scene.occluder, scene.occluder_x)

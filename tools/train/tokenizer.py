@@ -50,18 +50,33 @@ def load(root):
     return Tokenizer.from_file(m), state.read_json(j)
 
 
-def install(root, tc, model_bytes, text_len):
-    """Writes a finished stage from a model file's tokenizer bytes and text_len (train
-    --init-from): the files run() writes."""
+def _store(root, tc, model_bytes, sentences, text_len=None):
+    """Writes the stage's files (text_len None: measured on the sentences); returns the
+    tokenizer, the longest caption in tokens (EOS included), text_len and the grammar words it
+    splits into several pieces."""
     tok = Tokenizer(model_bytes)
-    sentences = data.tokenizer_sentences(tc.seed, tc.tokenizer.sentences) + vocab.vocabulary()
+    split = [w for w in vocab.vocabulary() if len(tok.pieces(w)) != 1]
     longest = max(len(tok.encode(s, 1 << 20)) for s in sentences)
+    if text_len is None:
+        text_len = -(-(longest + tc.tokenizer.text_len_margin) // 8) * 8
     model_path, meta_path = paths(root)
     os.makedirs(os.path.dirname(model_path), exist_ok=True)
     state.atomic_write(model_path, model_bytes)
     state.write_json(meta_path, {"vocab_size": tok.vocab_size, "text_len": text_len,
                                  "max_caption_tokens": longest, "sentences": len(sentences),
-                                 "split_words": [], "settings": tc.stage_dict("tokenizer")})
+                                 "split_words": split, "settings": tc.stage_dict("tokenizer")})
+    return tok, longest, text_len, split
+
+
+def _sentences(tc):
+    # Every word of the closed vocabulary appears at least once, whatever the sample.
+    return data.tokenizer_sentences(tc.seed, tc.tokenizer.sentences) + vocab.vocabulary()
+
+
+def install(root, tc, model_bytes, text_len):
+    """Writes a finished stage from a model file's tokenizer bytes and text_len (train
+    --init-from): the files run() writes."""
+    _store(root, tc, model_bytes, _sentences(tc), text_len)
 
 
 def run(root, tc, budget):
@@ -71,20 +86,11 @@ def run(root, tc, budget):
     if is_done(root):
         state.check_settings(state.read_json(meta_path)["settings"], settings, "tokenizer")
         return True
-    sentences = data.tokenizer_sentences(tc.seed, st.sentences)
-    # Every word of the closed vocabulary appears at least once, whatever the sample.
-    sentences += vocab.vocabulary()
+    sentences = _sentences(tc)
     model = train_model(sentences, st.vocab_size, st.normalization)
-    tok = Tokenizer(model)
-    split = [w for w in vocab.vocabulary() if len(tok.pieces(w)) != 1]
+    tok, longest, text_len, split = _store(root, tc, model, sentences)
     if split:
         print("train[tokenizer]: note: words split into several pieces: %s" % ", ".join(split), flush=True)
-    longest = max(len(tok.encode(s, 1 << 20)) for s in sentences)
-    text_len = -(-(longest + st.text_len_margin) // 8) * 8
-    state.atomic_write(model_path, model)
-    state.write_json(meta_path, {"vocab_size": tok.vocab_size, "text_len": text_len,
-                                 "max_caption_tokens": longest, "sentences": len(sentences),
-                                 "split_words": split, "settings": settings})
     print("train[tokenizer]: %d pieces, longest caption %d tokens (EOS included), text_len %d"
           % (tok.vocab_size, longest, text_len), flush=True)
     return True

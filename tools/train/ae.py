@@ -118,20 +118,26 @@ def losses(vae, x, st, gen):
 
 
 @torch.no_grad()
-def validate(vae, seed):
-    """PSNR (dB) of encode -> decode on fixed held-out clips of 6 latent frames (mostly the
-    steady state of a stream), float32, no latent noise (the EMA weights: those are the ones
-    exported)."""
+def heldout_pair(vae, seed):
+    """Fixed held-out clips of 6 latent frames (mostly the steady state of a stream) and their
+    encode -> decode, float32, no latent noise: (x, y), both [4, 24, 3, H, W]."""
     x = data.ae_batch(seed + 1, 0, 4, 24, 0.3)
-    y = vae.decode(vae.encode(x))
-    err = (y - x[:, :y.shape[1]]).pow(2)
-    mse = err.mean().item()
+    return x, vae.decode(vae.encode(x))
+
+
+def psnr_whole_and_objects(x, y):
+    """PSNR (dB) of y against x on all pixels and on object pixels (object_mask)."""
+    err = (y - x).pow(2)
     m = object_mask(x)
     obj = ((err * m).sum() / (3 * m.sum()).clamp(min=1)).item()
-    print("train[ae]: validation PSNR %.2f dB, on object pixels %.2f dB"
-          % (10 * math.log10(1.0 / max(mse, 1e-12)), 10 * math.log10(1.0 / max(obj, 1e-12))),
-          flush=True)
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+    return -10 * math.log10(max(err.mean().item(), 1e-12)), -10 * math.log10(max(obj, 1e-12))
+
+
+def validate(vae, seed):
+    """PSNR (dB) of the held-out clips (the EMA weights: those are the ones exported)."""
+    whole, obj = psnr_whole_and_objects(*heldout_pair(vae, seed))
+    print("train[ae]: validation PSNR %.2f dB, on object pixels %.2f dB" % (whole, obj), flush=True)
+    return whole
 
 
 @torch.no_grad()
@@ -141,16 +147,11 @@ def check_png(vae, seed, out):
     (frames 12, 14, 16, 18) over a row of the decoded frames. The quickest way to see what
     the autoencoder does to objects (`tools/train.sh --ae-check FILE.png`)."""
     from world.png import write_png
-    x = data.ae_batch(seed + 1, 0, 4, 24, 0.3)                          # [4, 24, 3, H, W]
-    y = vae.decode(vae.encode(x)).clamp(0, 1)
-    err = (y - x).pow(2)
-    m = object_mask(x)
+    x, y = heldout_pair(vae, seed)                                     # [4, 24, 3, H, W]
     for t in range(0, x.shape[1], C.T_DOWN):
-        e, mm = err[:, t:t + C.T_DOWN], m[:, t:t + C.T_DOWN]
-        obj = ((e * mm).sum() / (3 * mm.sum()).clamp(min=1)).item()
+        whole, obj = psnr_whole_and_objects(x[:, t:t + C.T_DOWN], y[:, t:t + C.T_DOWN])
         print("latent frame %d: PSNR %.2f dB, on object pixels %.2f dB"
-              % (t // C.T_DOWN, -10 * math.log10(max(e.mean().item(), 1e-12)),
-                 -10 * math.log10(max(obj, 1e-12))), flush=True)
+              % (t // C.T_DOWN, whole, obj), flush=True)
     rows = []
     for b in range(x.shape[0]):
         rows.append(torch.cat([x[b, t] for t in range(12, 20, 2)], dim=2))

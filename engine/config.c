@@ -303,13 +303,15 @@ static void parse_vae(pctx *p, const cJSON *s, fb_vae_config *v)
 static void parse_sampler(pctx *p, const cJSON *s, fb_sampler_config *sc)
 {
     static const char *const keys[] = {"num_train_timesteps", "shift", "steps", "warp",
-        "context_t", NULL};
+        "context_t", "guidance", NULL};
     const char *n = "sampler";
     check_keys(p, s, n, keys);
     sc->num_train_timesteps = get_int(p, s, n, "num_train_timesteps", 2, 100000, 0, 0);
     sc->shift = (float)get_num(p, s, n, "shift", 1e-3, 1e3, 0, 1.0);
     sc->warp = get_bool(p, s, n, "warp", 1, 0);
     sc->context_t = (float)get_num(p, s, n, "context_t", 0.0, 1e5, 1, 0.0);
+    /* Absent in files made before guidance existed: 1 keeps them exactly as they were. */
+    sc->guidance = (float)get_num(p, s, n, "guidance", 1.0, 20.0, 1, 1.0);
     if (p->failed)
         return;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, "steps");

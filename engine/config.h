@@ -69,6 +69,8 @@ typedef struct fb_sampler_config {
     float steps[FB_CFG_MAX_STEPS]; /* the step list as written, e.g. 1000 750 500 250 */
     int warp;             /* boolean: map steps through the shifted timestep table */
     float context_t;      /* timestep of the context pass (0) */
+    float guidance;       /* classifier-free guidance scale in [1, 20]; 1 (the default when
+                           * the file has none) = off, one DiT pass per denoising step */
 } fb_sampler_config;
 
 typedef struct fb_stream_config {

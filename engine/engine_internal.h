@@ -81,8 +81,11 @@ struct fb_model {
 };
 
 /* For tests and debugging: called after every DiT call of a chunk with what went in and out.
- * step: 0..K-1 denoising, K the context pass, -1 a recache pass (before the chunk). Latents are [n_frames, C, H, W]. x0 is NULL for
- * denoising calls (it is x_in - sigma * flow, see sampler.h); the context pass's input is x0. */
+ * step: 0..K-1 denoising, K the context pass, -1 a recache pass (before the chunk). Latents
+ * are [n_frames, C, H, W]. x0 is NULL for denoising calls (it is x_in - sigma * flow, see
+ * sampler.h); the context pass's input is x0. With guidance a denoising step is reported once,
+ * after its second (unconditional) call: flow is the combined flow, flow_c and flow_u the two
+ * calls' outputs (both NULL without guidance and for other calls). */
 typedef struct fb__step_event {
     int64_t chunk;
     int step;
@@ -91,6 +94,7 @@ typedef struct fb__step_event {
     int n_frames;
     const fb_kv_plan *plan;
     const float *ctx;           /* the conditioning in effect [text_len, text_dim] */
+    const float *flow_c, *flow_u;
 } fb__step_event;
 typedef void (*fb__observer_fn)(void *ctx, const fb__step_event *ev);
 /* The state of an interpolation between two conditionings (FB_TRANSITION_BLEND). */
@@ -115,6 +119,7 @@ struct fb_stream {
     void *arena;
     size_t arena_bytes;
     float *x, *x0, *v;          /* chunk latents [F, C, H, W] */
+    float *v_u;                 /* guidance: the unconditional flow [F, C, H, W] (else NULL) */
     float *x_dit, *y_dit;       /* DiT input/output staging [C, n, H, W], n <= recache_frames */
     float *lat_gather;          /* latents of a recache or anchor pass [n, C, H, W] */
     float *lat_ring;            /* clean latents of the newest frames [ring, C, H, W] */
@@ -134,6 +139,9 @@ struct fb_stream {
 
     fb_dit_text *text;          /* prepared conditioning for ctx, placed in the arena */
     void *text_mem;
+    fb_dit_text *text_u;        /* guidance: the empty prompt's, prepared once at open (else
+                                 * NULL); transitions never touch it */
+    void *text_u_mem;
 
     /* the chunk in progress (between chunk_begin and chunk_finish) */
     fb_chunk_sampler cs;

@@ -9,7 +9,8 @@
  *   3. the sampler's state machine drives K denoising DiT calls and the context pass, which
  *      writes the chunk's K/V; commit makes them visible (fb_streams_next_chunk advances the
  *      samplers of several streams in lockstep and runs each round of calls as one batched
- *      DiT pass);
+ *      DiT pass); with classifier-free guidance every denoising step is two calls, the second
+ *      under the empty prompt's conditioning, which the stream prepared once at open;
  *   4. the clean latents go into a small ring (the input of a later recache);
  *   5. the decoder turns each latent frame into RGB frames.
  * Every buffer of that path was carved from the stream's arena at open, the DiT's prepared
@@ -104,6 +105,8 @@ static size_t stream_layout(fb_stream *s, char *base, size_t size)
     s->x = carve(&cv, chunk);
     s->x0 = carve(&cv, chunk);
     s->v = carve(&cv, chunk);
+    int guided = c->sampler.guidance != 1.0f;
+    s->v_u = guided ? carve(&cv, chunk) : NULL;
     s->x_dit = carve(&cv, big);
     s->y_dit = carve(&cv, big);
     s->lat_gather = carve(&cv, big);
@@ -121,6 +124,7 @@ static size_t stream_layout(fb_stream *s, char *base, size_t size)
         s->dit_scratch_bytes = fb_dit_text_scratch_bytes(&c->dit);
     s->dit_scratch = carve(&cv, s->dit_scratch_bytes);
     s->text_mem = carve(&cv, fb_dit_text_bytes(&c->dit));
+    s->text_u_mem = guided ? carve(&cv, fb_dit_text_bytes(&c->dit)) : NULL;
     s->t5_scratch_bytes = fb_t5_scratch_bytes(m->t5, c->text.max_tokens);
     s->t5_scratch = carve(&cv, s->t5_scratch_bytes);
     s->dec_scratch_bytes = fb_taehv_decode_scratch_bytes(m->vae, m->H, m->W);
@@ -202,6 +206,8 @@ fb_stream_params fb_stream_default_params(void)
     return p;
 }
 
+static fb_status prepare_uncond(fb_stream *s);
+
 fb_status fb_stream_open(fb_model *m, const char *prompt, uint64_t seed, fb_stream **out,
                          char *err, size_t err_size)
 {
@@ -271,6 +277,14 @@ fb_status fb_stream_open_ex(fb_model *m, const char *prompt, uint64_t seed,
     s->text = fb_dit_text_init(s->text_mem, fb_dit_text_bytes(&c->dit), &c->dit);
     if (!s->text)
         OPEN_FAIL(FB_E_INTERNAL, "prompt memory misplaced in the arena");
+    if (c->sampler.guidance != 1.0f) {
+        s->text_u = fb_dit_text_init(s->text_u_mem, fb_dit_text_bytes(&c->dit), &c->dit);
+        if (!s->text_u)
+            OPEN_FAIL(FB_E_INTERNAL, "prompt memory misplaced in the arena");
+        st = prepare_uncond(s);
+        if (st != FB_OK)
+            OPEN_FAIL(st, "guidance: %s", s->err);
+    }
 
     if (fb_taehv_stream_init(m->vae, m->H, m->W, &s->dec, tmp, sizeof tmp) != 0)
         OPEN_FAIL(FB_E_NO_MEMORY, "decoder state: %s", tmp);
@@ -307,17 +321,47 @@ static fb_status encode_ids(fb_stream *s, const int32_t *ids, int n, float *dst,
     return FB_OK;
 }
 
-/* Prepares the DiT's view of ctx (text embedding + cross K/V) in place. Its checks run before
+/* Prepares the DiT's view of ctx (text embedding + cross K/V) into dst. Its checks run before
  * it writes anything, so a refusal leaves the prompt in effect prepared as it was. */
-static fb_status prepare_text(fb_stream *s, const float *ctx)
+static fb_status prepare_text_into(fb_stream *s, const float *ctx, fb_dit_text *dst)
 {
     char tmp[FB_ERR_MAX];
     int rc = fb_dit_text_prepare_into(s->m->dit, s->kc, ctx, s->m->cfg.dit.text_len, NULL,
-                                      s->text, s->dit_scratch, s->dit_scratch_bytes, tmp,
+                                      dst, s->dit_scratch, s->dit_scratch_bytes, tmp,
                                       sizeof tmp);
     if (rc != 0)
         return fb__stream_fail(s, FB_E_INTERNAL, "preparing the prompt: %s", tmp);
     return FB_OK;
+}
+
+static fb_status prepare_text(fb_stream *s, const float *ctx)
+{
+    return prepare_text_into(s, ctx, s->text);
+}
+
+static fb__exec *take_context(fb_stream *s);
+static void put_context(fb_stream *s, fb__exec *e);
+
+/* Classifier-free guidance: the empty prompt "" as the reference conditions on it (the
+ * tokenizer gives just EOS, then the text encoder and the DiT's preparation, as for any
+ * prompt), made once into text_u. It goes straight to the tokenizer: the public API refuses
+ * blank prompts, which stays right for what users send. ctx_tmp is free at open. */
+static fb_status prepare_uncond(fb_stream *s)
+{
+    const fb_model *m = s->m;
+    fb_tok_options opt = {.add_eos = 1, .max_tokens = m->cfg.text.max_tokens};
+    fb_tok_result r;
+    char tmp[FB_ERR_MAX];
+    if (fb_tok_encode(m->tok, "", 0, &opt, &r, tmp, sizeof tmp) != 0)
+        return fb__stream_fail(s, FB_E_INVALID, "cannot tokenize the empty prompt: %s", tmp);
+    double ms = 0;
+    fb__exec *e = take_context(s);
+    fb_status st = encode_ids(s, r.ids, r.n_ids, s->ctx_tmp, &ms);
+    if (st == FB_OK)
+        st = prepare_text_into(s, s->ctx_tmp, s->text_u);
+    put_context(s, e);
+    fb_tok_result_free(&r);
+    return st;
 }
 
 static size_t ctx_floats(const fb_stream *s)
@@ -419,20 +463,21 @@ static fb_status apply_text(fb_stream *s, fb_chunk_info *info, int *do_recache)
 }
 
 static void observe(fb_stream *s, int step, float t, const float *x_in, const float *flow,
-                    const float *x0, int n, const fb_kv_plan *plan);
+                    const float *x0, int n, const fb_kv_plan *plan, const float *flow_c,
+                    const float *flow_u);
 
 /* ---- DiT calls -------------------------------------------------------------------------- */
 
 /* Fills a DiT call for n frames given in [F, C, H, W] order (x), staged into Wan's
  * channel-first layout in x_dit; the flow comes back in y_dit. */
 static void stage_call(fb_stream *s, const float *x, int n, float t, const fb_kv_plan *plan,
-                       int write_kv, fb_dit_call *call)
+                       int write_kv, const fb_dit_text *text, fb_dit_call *call)
 {
     const fb_model *m = s->m;
     fchw_to_cfhw(x, s->x_dit, n, m->C, (size_t)m->H * m->W);
     fb_dit_call c = {
         .x = s->x_dit, .n_frames = n, .height = m->H, .width = m->W, .t = t,
-        .text = s->text, .cache = s->kv, .plan = plan, .write_kv = write_kv, .out = s->y_dit,
+        .text = text, .cache = s->kv, .plan = plan, .write_kv = write_kv, .out = s->y_dit,
         .dump = NULL,
     };
     *call = c;
@@ -465,7 +510,7 @@ static fb_status dit_call(fb_stream *s, const float *x, int n, float t, const fb
                           int write_kv, float *y)
 {
     fb_dit_call call;
-    stage_call(s, x, n, t, plan, write_kv, &call);
+    stage_call(s, x, n, t, plan, write_kv, s->text, &call);
     fb_status st = run_call(s, &call);
     if (st == FB_OK)
         unstage_flow(s, n, y);
@@ -503,7 +548,8 @@ static fb_status recache(fb_stream *s, fb_chunk_info *info)
     if (st != FB_OK)
         return st;
     fb_kvcache_commit(s->kv, &s->aux);
-    observe(s, -1, m->sched.context_t, s->lat_gather, flow, s->lat_gather, n, &s->aux);
+    observe(s, -1, m->sched.context_t, s->lat_gather, flow, s->lat_gather, n, &s->aux, NULL,
+            NULL);
     info->ms_recache += now_ms() - t0;
     info->recached = 1;
     info->gflop_dit += fb_dit_flops(&m->cfg.dit, n, s->aux.n_past, m->tpf) / 1e9;
@@ -513,11 +559,12 @@ static fb_status recache(fb_stream *s, fb_chunk_info *info)
 /* ---- the chunk -------------------------------------------------------------------------- */
 
 static void observe(fb_stream *s, int step, float t, const float *x_in, const float *flow,
-                    const float *x0, int n, const fb_kv_plan *plan)
+                    const float *x0, int n, const fb_kv_plan *plan, const float *flow_c,
+                    const float *flow_u)
 {
     if (!s->observer)
         return;
-    fb__step_event ev = {s->chunk, step, t, x_in, flow, x0, n, plan, s->ctx};
+    fb__step_event ev = {s->chunk, step, t, x_in, flow, x0, n, plan, s->ctx, flow_c, flow_u};
     s->observer(s->observer_ctx, &ev);
 }
 
@@ -608,17 +655,19 @@ static fb_status chunk_begin(fb_stream *s, fb_chunk_info *ci)
             ci->n_window_frames++;
     }
     fb_chunk_sampler_begin(&s->cs, &m->sched, s->seed, (uint64_t)s->chunk, s->x, s->x0, s->v,
-                           (size_t)m->F * m->lat_floats, s->noise, s->noise_ctx);
+                           s->v_u, (size_t)m->F * m->lat_floats, s->noise, s->noise_ctx);
     s->chunk_flops = fb_dit_flops(&m->cfg.dit, m->F, s->plan.n_past, m->tpf);
     return FB_OK;
 }
 
-/* The chunk's next DiT call, staged (FB_CALL_DONE when the sampler is finished). */
+/* The chunk's next DiT call, staged (FB_CALL_DONE when the sampler is finished). An uncond
+ * call reads the same cache under the empty prompt's conditioning. */
 static fb_call_kind chunk_next_call(fb_stream *s, fb_dit_call *call, float *t, const float **in)
 {
     fb_call_kind kind = fb_chunk_sampler_next(&s->cs, t, in);
     if (kind != FB_CALL_DONE)
-        stage_call(s, *in, s->m->F, *t, &s->plan, kind == FB_CALL_CONTEXT, call);
+        stage_call(s, *in, s->m->F, *t, &s->plan, kind == FB_CALL_CONTEXT,
+                   kind == FB_CALL_UNCOND ? s->text_u : s->text, call);
     return kind;
 }
 
@@ -630,15 +679,26 @@ static void chunk_after_call(fb_stream *s, fb_call_kind kind, float t, const flo
     const fb_model *m = s->m;
     if (batch > ci->batch_size)
         ci->batch_size = batch;
+    size_t n = (size_t)m->F * m->lat_floats;
     if (kind == FB_CALL_DENOISE) {
         unstage_flow(s, m->F, s->v);
         ci->ms_dit_steps += ms;
-        observe(s, s->cs.step, t, in, s->v, NULL, m->F, &s->plan);
+        if (!s->v_u)
+            observe(s, s->cs.step, t, in, s->v, NULL, m->F, &s->plan, NULL, NULL);
+    } else if (kind == FB_CALL_UNCOND) {
+        unstage_flow(s, m->F, s->v_u);
+        ci->ms_dit_steps += ms;
+        if (s->observer) {
+            /* advance() combines in place and then overwrites x: the observer gets the
+             * combined flow now, computed the same way into x_dit (free after the call). */
+            fb_cfg_combine(s->x_dit, s->v, s->v_u, m->sched.guidance, n);
+            observe(s, s->cs.step, t, in, s->x_dit, NULL, m->F, &s->plan, s->v, s->v_u);
+        }
     } else {
         unstage_flow(s, m->F, s->observer ? s->v : NULL);
         fb_kvcache_commit(s->kv, &s->plan);
         ci->ms_context += ms;
-        observe(s, m->sched.n_steps, t, in, s->v, in, m->F, &s->plan);
+        observe(s, m->sched.n_steps, t, in, s->v, in, m->F, &s->plan, NULL, NULL);
     }
     fb_chunk_sampler_advance(&s->cs);
     ci->gflop_dit += s->chunk_flops / 1e9;

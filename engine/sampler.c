@@ -76,6 +76,12 @@ int fb_schedule_init(fb_schedule *s, const fb_sampler_config *cfg, char *err, si
     }
     s->context_t = cfg->context_t;
     s->context_sigma = fb_schedule_sigma_of(cfg, cfg->context_t);
+    if (!(cfg->guidance >= 1.0f && cfg->guidance <= 20.0f)) {
+        snprintf(err, err_size, "sampler.guidance: must be in [1, 20] (1 = off), got %g",
+                 (double)cfg->guidance);
+        return -1;
+    }
+    s->guidance = cfg->guidance;
     return 0;
 }
 
@@ -98,6 +104,17 @@ void fb_renoise(float *x, const float *x0, const float *eps, float sigma, size_t
     }
 }
 
+void fb_cfg_combine(float *out, const float *v_c, const float *v_u, float g, size_t n)
+{
+    /* The reference computes flow_u + g * (flow_c - flow_u) as three float32 tensor ops; the
+     * volatiles keep each rounding (no fused multiply-add, no reassociation). */
+    for (size_t i = 0; i < n; i++) {
+        volatile float d = v_c[i] - v_u[i];
+        volatile float p = g * d;
+        out[i] = v_u[i] + p;
+    }
+}
+
 void fb_noise_counter(void *ctx, uint64_t seed, uint64_t chunk, unsigned draw, float *out,
                       size_t n)
 {
@@ -106,7 +123,7 @@ void fb_noise_counter(void *ctx, uint64_t seed, uint64_t chunk, unsigned draw, f
 }
 
 void fb_chunk_sampler_begin(fb_chunk_sampler *cs, const fb_schedule *sched, uint64_t seed,
-                            uint64_t chunk, float *x, float *x0, float *v, size_t n,
+                            uint64_t chunk, float *x, float *x0, float *v, float *v_u, size_t n,
                             fb_noise_fn noise, void *noise_ctx)
 {
     cs->sched = sched;
@@ -118,7 +135,9 @@ void fb_chunk_sampler_begin(fb_chunk_sampler *cs, const fb_schedule *sched, uint
     cs->x = x;
     cs->x0 = x0;
     cs->v = v;
+    cs->v_u = sched->guidance != 1.0f ? v_u : NULL;
     cs->step = 0;
+    cs->uncond = 0;
     cs->noise(cs->noise_ctx, seed, chunk, 0, x, n);
 }
 
@@ -128,7 +147,7 @@ fb_call_kind fb_chunk_sampler_next(const fb_chunk_sampler *cs, float *t, const f
     if (cs->step < s->n_steps) {
         *t = s->timesteps[cs->step];
         *input = cs->x;
-        return FB_CALL_DENOISE;
+        return cs->uncond ? FB_CALL_UNCOND : FB_CALL_DENOISE;
     }
     if (cs->step == s->n_steps) {
         *t = s->context_t;
@@ -145,6 +164,15 @@ void fb_chunk_sampler_advance(fb_chunk_sampler *cs)
 {
     const fb_schedule *s = cs->sched;
     int k = cs->step;
+    if (k < s->n_steps && s->guidance != 1.0f) {
+        if (!cs->uncond) {
+            /* the conditional flow is in v; the same step's unconditional call comes next */
+            cs->uncond = 1;
+            return;
+        }
+        cs->uncond = 0;
+        fb_cfg_combine(cs->v, cs->v, cs->v_u, s->guidance, cs->n);
+    }
     if (k < s->n_steps) {
         fb_flow_to_x0(cs->x0, cs->x, cs->v, s->sigmas[k], cs->n);
         if (k + 1 < s->n_steps) {

@@ -24,7 +24,6 @@ import torch  # noqa: E402
 
 from flipbook_ref import st  # noqa: E402
 from flipbook_ref.export import load_model  # noqa: E402
-from flipbook_ref.sampler import Stream  # noqa: E402
 from flipbook_ref.taehv import StreamDecoder  # noqa: E402
 
 SEED = 4242
@@ -49,7 +48,7 @@ def make(model_path, out_path):
     model = load_model(model_path)
     _, ctx_a = model.encode_prompt(PROMPT_A)
     _, ctx_b = model.encode_prompt(PROMPT_B)
-    s = Stream(model.dit, model.cfg, ctx_a, seeds=[SEED])
+    s = model.stream(ctx_a, seeds=[SEED])
     latents = []
     for c in range(CHUNKS):
         if c == SWITCH_CHUNK:

@@ -2,6 +2,7 @@
 
     /usr/bin/python3 tools/make_golden.py            # (re)write tests/data/golden/*
     /usr/bin/python3 tools/make_golden.py --check    # regenerate in a temp dir, compare
+    /usr/bin/python3 tools/make_golden.py --only guidance   # one case, on the committed tiny model
 
 Everything is deterministic: fixed seeds, single-threaded torch, a SentencePiece model trained
 single-threaded on fixed captions. tests/data/golden/README.md documents every tensor; keep it
@@ -10,6 +11,7 @@ the engine can reproduce them from (seed, chunk) alone; the noise is stored anyw
 failing test can tell an RNG bug from a model bug.
 """
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -405,6 +407,36 @@ def case_controls(out, model, ctx_a):
 
 
 @torch.no_grad()
+def case_guidance(out, model, ctx_a, guidance=3.0, n_chunks=2):
+    """The tiny model with sampler.guidance 3: every denoising step is flow_u + 3 (flow_c -
+    flow_u), flow_u under the empty prompt's conditioning; the context pass is conditional."""
+    d = Dump("guidance", "classifier-free guidance %g, prompt A, %d chunks; see README.md"
+             % (guidance, n_chunks))
+    cfg = copy.deepcopy(model.cfg)
+    cfg.sampler.guidance = guidance
+    cfg.validate()
+    ids_u, ctx_u = model.encode_prompt("")
+    s = Stream(model.dit, cfg, ctx_a, seeds=[STREAM_SEED], record=True, uncond=ctx_u)
+    d["input.context"] = ctx_a[0]
+    d["input.uncond.ids"] = torch.tensor(ids_u, dtype=torch.int64)
+    d["input.uncond.context"] = ctx_u[0]
+    lats = []
+    for c in range(n_chunks):
+        dump_noise(d, STREAM_SEED, c, s.noise_shape())
+        lats.append(s.next_chunk())
+        rec = s.trace[-1]
+        dump_steps(d, "inter.c%d" % c, rec)
+        for k, stp in enumerate(rec["steps"]):
+            d["inter.c%d.s%d.flow_c" % (c, k)] = lat(stp["flow_c"])
+            d["inter.c%d.s%d.flow_u" % (c, k)] = lat(stp["flow_u"])
+    d["output.latents"] = lat(torch.cat(lats, 2))
+    d.meta["config"] = cfg.to_json()
+    d.meta["seed"] = str(STREAM_SEED)
+    d.meta.update({"prompt": PROMPT_A, "chunks": str(n_chunks), "guidance": repr(guidance)})
+    d.save(os.path.join(out, "guidance.safetensors"))
+
+
+@torch.no_grad()
 def case_text(out, model):
     d = Dump("text_encoder", "tokenizer + umT5 encoder of tiny_model; see README.md")
     enc = model.text_encoder
@@ -469,12 +501,23 @@ def generate(out):
     case_recache(out, model, ctx_a, ctx_b)
     case_blend(out, model, ctx_a, ctx_b)
     case_controls(out, model, ctx_a)
+    case_guidance(out, model, ctx_a)
     case_text(out, model)
     case_decoder(out, model, latents)
 
 
 FILES = ["tiny_model", "ops", "dit_block", "dit_chunk", "stream", "switch_recache", "switch_blend",
-         "controls", "text_encoder", "decoder"]
+         "controls", "guidance", "text_encoder", "decoder"]
+# Cases --only can write alone, on the committed tiny_model.safetensors.
+ONLY = {"guidance": case_guidance}
+
+
+def generate_only(out, name):
+    """Writes one case from the tiny model already in `out` (the other files stay untouched)."""
+    torch.set_num_threads(1)
+    model = load_model(os.path.join(out, "tiny_model.safetensors"))
+    _, ctx_a = model.encode_prompt(PROMPT_A)
+    ONLY[name](out, model, ctx_a)
 
 
 def compare(ref_dir, new_dir, rtol=1e-5):
@@ -513,7 +556,14 @@ def main():
     ap.add_argument("--out", default=OUT_DEFAULT)
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temporary folder and compare with --out")
+    ap.add_argument("--only", choices=sorted(ONLY),
+                    help="write only this case, from the tiny model already in --out")
     a = ap.parse_args()
+    if a.only and not a.check:
+        generate_only(a.out, a.only)
+        f = os.path.join(a.out, a.only + ".safetensors")
+        print("make_golden: wrote %s, %d bytes" % (a.only + ".safetensors", os.path.getsize(f)))
+        return 0
     if not a.check:
         generate(a.out)
         total = sum(os.path.getsize(os.path.join(a.out, f + ".safetensors")) for f in FILES)

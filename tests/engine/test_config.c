@@ -25,8 +25,9 @@ static const char *base_json =
     " \"tokenizer\": {\"tensor\": \"tokenizer.spm\"}}";
 
 /* Sets (or with value NULL deletes) "section.key" in a copy of the base config and returns the
- * parse status; err gets the message. */
-static int parse_mutated(const char *path, const char *value, char *err, size_t err_size)
+ * parse status; err gets the message, cfg the parsed config. */
+static int parse_mutated_into(const char *path, const char *value, fb_config *cfg, char *err,
+                              size_t err_size)
 {
     cJSON *root = cJSON_Parse(base_json);
     char sec[64], key[64];
@@ -54,11 +55,16 @@ static int parse_mutated(const char *path, const char *value, char *err, size_t 
             cJSON_AddItemToObject(parent, name, v);
     }
     char *json = cJSON_PrintUnformatted(root);
-    fb_config cfg;
-    int rc = fb_config_parse(json, &cfg, err, err_size);
+    int rc = fb_config_parse(json, cfg, err, err_size);
     free(json);
     cJSON_Delete(root);
     return rc;
+}
+
+static int parse_mutated(const char *path, const char *value, char *err, size_t err_size)
+{
+    fb_config cfg;
+    return parse_mutated_into(path, value, &cfg, err, err_size);
 }
 
 int main(void)
@@ -73,6 +79,7 @@ int main(void)
     CHECK(cfg.vae.n_stages == 4 && cfg.vae.decoder_channels[3] == 64);
     CHECK(cfg.vae.decoder_time_upscale[0] == 0 && cfg.vae.decoder_time_upscale[2] == 1);
     CHECK(cfg.sampler.n_steps == 4 && cfg.sampler.steps[3] == 250.0f && cfg.sampler.warp);
+    CHECK(cfg.sampler.guidance == 1.0f);   /* absent: off */
     CHECK(cfg.stream.positions == FB_POS_WINDOW && cfg.stream.fps == 16.0);
     CHECK(strcmp(cfg.tokenizer_tensor, "tokenizer.spm") == 0);
     /* derived sizes of Wan2.1 1.3B with TAEW2.1 */
@@ -89,6 +96,17 @@ int main(void)
     CHECK(parse_mutated("tokenizer", NULL, err, sizeof err) == 0);
     CHECK(parse_mutated("dit.eps", NULL, err, sizeof err) == 0);
     CHECK(parse_mutated("stream.positions", "\"absolute\"", err, sizeof err) == 0);
+    {
+        /* classifier-free guidance: default 1 (off), any scale in [1, 20] */
+        fb_config g;
+        CHECK_MSG(parse_mutated_into("sampler.guidance", "3.5", &g, err, sizeof err) == 0, "%s",
+                  err);
+        CHECK(g.sampler.guidance == 3.5f);
+        CHECK(parse_mutated_into("sampler.guidance", "1", &g, err, sizeof err) == 0 &&
+              g.sampler.guidance == 1.0f);
+        CHECK(parse_mutated_into("sampler.guidance", "20", &g, err, sizeof err) == 0 &&
+              g.sampler.guidance == 20.0f);
+    }
     /* window -1 = unbounded: only with absolute positions, then what the RoPE table allows */
     CHECK(parse_mutated("stream.window_frames", "-1", err, sizeof err) == -1 &&
           strstr(err, "stream.window_frames"));
@@ -148,6 +166,9 @@ int main(void)
         {"sampler.shift", NULL, "sampler.shift: missing"},
         {"sampler.shift", "0", "sampler.shift: must be in"},
         {"sampler.context_t", "300", "sampler.context_t"},
+        {"sampler.guidance", "0.5", "sampler.guidance: must be in [1, 20]"},
+        {"sampler.guidance", "25", "sampler.guidance: must be in [1, 20]"},
+        {"sampler.guidance", "\"3\"", "sampler.guidance: must be a number"},
         {"stream.positions", "\"relative\"", "stream.positions"},
         {"stream.latent_height", "61", "stream.latent_height: must be a multiple"},
         {"stream.latent_width", "0", "stream.latent_width: must be in"},

@@ -18,6 +18,7 @@ static fb_sampler_config sampler_cfg(float shift, int warp, int n, const float *
     c.num_train_timesteps = 1000;
     c.shift = shift;
     c.warp = warp;
+    c.guidance = 1.0f;
     c.n_steps = n;
     for (int i = 0; i < n; i++)
         c.steps[i] = steps[i];
@@ -64,7 +65,7 @@ static void test_state_machine(void)
     enum { N = 6 };
     float x[N], x0[N], v[N], ref_x[N], ref_x0[N], eps[N];
     fb_chunk_sampler cs;
-    fb_chunk_sampler_begin(&cs, &s, 3, 2, x, x0, v, N, noise_const, NULL);
+    fb_chunk_sampler_begin(&cs, &s, 3, 2, x, x0, v, NULL, N, noise_const, NULL);
     noise_const(NULL, 3, 2, 0, ref_x, N);
     CHECK(memcmp(x, ref_x, sizeof x) == 0);
     call_log log = {0};
@@ -80,6 +81,7 @@ static void test_state_machine(void)
         log.kinds[log.n_calls] = k;
         log.ts[log.n_calls] = t;
         log.n_calls++;
+        CHECK(k != FB_CALL_UNCOND);   /* guidance 1: never asked for */
         if (k == FB_CALL_DENOISE) {
             CHECK(in == x);
             int step = cs.step;
@@ -115,6 +117,109 @@ static void test_state_machine(void)
     float t;
     const float *in;
     CHECK(fb_chunk_sampler_next(&cs, &t, &in) == FB_CALL_DONE);
+}
+
+/* fb_cfg_combine: v_u + g (v_c - v_u) with each float operation rounded (no FMA). */
+static void test_cfg_combine(void)
+{
+    enum { N = 5 };
+    const float vc[N] = {1.0f, -2.5f, 0.1f, 3.0e-3f, 7.0f};
+    const float vu[N] = {0.5f, 1.5f, 0.3f, -1.0e-3f, 7.0f};
+    float out[N], alias[N];
+    fb_cfg_combine(out, vc, vu, 3.0f, N);
+    for (int i = 0; i < N; i++) {
+        volatile float d = vc[i] - vu[i];
+        volatile float p = 3.0f * d;
+        float want = vu[i] + p;
+        CHECK(out[i] == want);
+    }
+    CHECK(out[0] == 2.0f && out[1] == -10.5f && out[4] == 7.0f);
+    /* g = 1 gives v_c back (up to the rounding of v_u + (v_c - v_u)); exact here */
+    fb_cfg_combine(out, vc, vu, 1.0f, N);
+    CHECK(out[0] == 1.0f && out[1] == -2.5f && out[4] == 7.0f);
+    /* in place over v_c, as the sampler uses it */
+    memcpy(alias, vc, sizeof alias);
+    fb_cfg_combine(alias, alias, vu, 3.5f, N);
+    fb_cfg_combine(out, vc, vu, 3.5f, N);
+    CHECK(memcmp(alias, out, sizeof out) == 0);
+}
+
+/* With guidance 3 each denoising step asks for DENOISE then UNCOND on the same x and t; the
+ * step then uses v_u + 3 (v_c - v_u); the context pass stays a single call. */
+static void test_state_machine_guided(void)
+{
+    static const float steps[] = {1000, 750, 500, 250};
+    fb_sampler_config c = sampler_cfg(5.0f, 1, 4, steps);
+    c.guidance = 3.0f;
+    fb_schedule s;
+    char err[128];
+    CHECK(fb_schedule_init(&s, &c, err, sizeof err) == 0 && s.guidance == 3.0f);
+    enum { N = 6 };
+    float x[N], x0[N], v[N], vu[N], ref_x[N], ref_x0[N], eps[N], comb[N];
+    fb_chunk_sampler cs;
+    fb_chunk_sampler_begin(&cs, &s, 3, 2, x, x0, v, vu, N, noise_const, NULL);
+    noise_const(NULL, 3, 2, 0, ref_x, N);
+    fb_call_kind kinds[16];
+    float ts[16];
+    int n_calls = 0;
+    const float *cond_in = NULL;
+    float cond_t = -1.0f;
+    for (;;) {
+        float t;
+        const float *in;
+        fb_call_kind k = fb_chunk_sampler_next(&cs, &t, &in);
+        if (k == FB_CALL_DONE || n_calls >= 16)
+            break;
+        kinds[n_calls] = k;
+        ts[n_calls] = t;
+        n_calls++;
+        int step = cs.step;
+        if (k == FB_CALL_DENOISE) {
+            CHECK(in == x && memcmp(x, ref_x, sizeof x) == 0);
+            cond_in = in;
+            cond_t = t;
+            for (int i = 0; i < N; i++)
+                v[i] = in[i] * 0.5f + 2.0f;          /* "conditional" stand-in */
+        } else if (k == FB_CALL_UNCOND) {
+            CHECK(in == cond_in && t == cond_t);      /* same input, same timestep */
+            for (int i = 0; i < N; i++)
+                vu[i] = in[i] * 0.25f - 1.0f;        /* "unconditional" stand-in */
+            fb_cfg_combine(comb, v, vu, 3.0f, N);
+            for (int i = 0; i < N; i++)
+                ref_x0[i] = (float)((double)ref_x[i] - (double)s.sigmas[step] * (double)comb[i]);
+            if (step + 1 < s.n_steps) {
+                noise_const(NULL, 3, 2, (unsigned)(step + 1), eps, N);
+                fb_renoise(ref_x, ref_x0, eps, s.sigmas[step + 1], N);
+            }
+        } else {
+            CHECK(k == FB_CALL_CONTEXT && in == x0);
+        }
+        fb_chunk_sampler_advance(&cs);
+        if (k == FB_CALL_DENOISE)
+            CHECK(cs.step == step);                    /* the step waits for its UNCOND call */
+        if (k == FB_CALL_UNCOND) {
+            CHECK(cs.step == step + 1);
+            CHECK(memcmp(v, comb, sizeof v) == 0);     /* v holds the combined flow */
+            CHECK(memcmp(x0, ref_x0, sizeof x0) == 0);
+            if (cs.step < s.n_steps)
+                CHECK(memcmp(x, ref_x, sizeof x) == 0);
+        }
+    }
+    CHECK(n_calls == 9);
+    for (int i = 0; i < 4; i++) {
+        CHECK(kinds[2 * i] == FB_CALL_DENOISE && kinds[2 * i + 1] == FB_CALL_UNCOND);
+        CHECK(ts[2 * i] == s.timesteps[i] && ts[2 * i + 1] == s.timesteps[i]);
+    }
+    CHECK(kinds[8] == FB_CALL_CONTEXT);
+    float t;
+    const float *in;
+    CHECK(fb_chunk_sampler_next(&cs, &t, &in) == FB_CALL_DONE);
+
+    /* out of range scales are refused by the schedule too */
+    c.guidance = 0.0f;
+    CHECK(fb_schedule_init(&s, &c, err, sizeof err) == -1 && strstr(err, "guidance"));
+    c.guidance = 25.0f;
+    CHECK(fb_schedule_init(&s, &c, err, sizeof err) == -1 && strstr(err, "guidance"));
 }
 
 static const fb_st_tensor *need(const fb_safetensors *st, const char *name)
@@ -226,6 +331,8 @@ int main(int argc, char **argv)
     CHECK(fb_schedule_init(&sb, &cb, err, sizeof err) == -1 && strstr(err, "steps[1]"));
 
     test_state_machine();
+    test_cfg_combine();
+    test_state_machine_guided();
     if (argc > 1)
         test_upstream(argv[1]);
     TEST_EXIT();

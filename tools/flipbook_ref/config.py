@@ -106,10 +106,13 @@ class SamplerConfig:
     steps: List[float] = field(default_factory=lambda: [1000, 750, 500, 250])
     warp: bool = True
     context_t: float = 0
+    guidance: float = 1.0      # classifier-free guidance scale; 1 = one conditional pass
 
     def validate(self):
         if not self.steps:
             raise ValueError("sampler.steps is empty")
+        if not 1.0 <= self.guidance <= 20.0:
+            raise ValueError("sampler.guidance must be in [1, 20] (1 = off), got %r" % self.guidance)
         if self.warp:
             for s in self.steps:
                 if s != int(s) or not 0 <= s <= self.num_train_timesteps:
@@ -168,7 +171,10 @@ class ModelConfig:
         return self
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["sampler"]["guidance"] == 1.0:
+            del d["sampler"]["guidance"]    # off: files read the same as before the key existed
+        return d
 
     def to_json(self):
         return json.dumps(self.to_dict(), separators=(", ", ": "))

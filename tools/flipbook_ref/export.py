@@ -50,6 +50,19 @@ class Model:
         ids = self.tokenize(text)
         return ids, self.text_encoder.encode([ids])
 
+    def uncond_context(self):
+        """The empty prompt's encoder output: what classifier-free guidance sets the prompt
+        against (None when the config's sampler.guidance is 1)."""
+        if self.cfg.sampler.guidance == 1.0:
+            return None
+        return self.encode_prompt("")[1]
+
+    def stream(self, context, seeds, record=False):
+        """A sampler Stream of this model (with the empty prompt's context when it guides)."""
+        from .sampler import Stream
+        return Stream(self.dit, self.cfg, context, seeds, record=record,
+                      uncond=self.uncond_context())
+
     def state_dict(self):
         sd = {}
         for prefix, m in self.modules().items():

@@ -12,6 +12,8 @@ set_timesteps(num_train_timesteps)), all float32 as upstream:
 Chunk loop (per chunk c of C frames, K steps):
     x = noise(seed, c, draw 0)
     for k < K:  v = DiT(x, t_k) over anchors + window + x;  x0 = x - sigma_k v  (float64 -> fp32)
+                with guidance g != 1 (classifier-free): v = v_u + g (v - v_u) in float32, v_u
+                the same call under the empty prompt's context (same cache, same x)
                 if k < K-1:  x = (1 - sigma_{k+1}) x0 + sigma_{k+1} noise(seed, c, draw k+1)
     DiT(x0, context_t) once more: its keys/values (pre-RoPE) are committed to the cache.
 The chunk's output is x0 of the last step.
@@ -65,11 +67,21 @@ class Stream:
     """One (or a batch of lock-step) stream(s): the reference of the runtime's stream API.
 
     model: a Model (model.py) or any object with .dit and .cfg. context: raw encoder output
-    [B, Lc, text_dim] (rows beyond the prompt's tokens already zero or absent)."""
+    [B, Lc, text_dim] (rows beyond the prompt's tokens already zero or absent). uncond: the
+    encoder output of the empty prompt "" [1 or B, Lc', text_dim], needed when
+    cfg.sampler.guidance is not 1."""
 
-    def __init__(self, dit, cfg, context, seeds, record=False):
+    def __init__(self, dit, cfg, context, seeds, record=False, uncond=None):
         self.dit, self.cfg = dit, cfg
         self.sched = FlowMatchSchedule(cfg.sampler)
+        self.guidance = float(cfg.sampler.guidance)
+        self.cross_u = None
+        if self.guidance != 1.0:
+            if uncond is None:
+                raise ValueError("sampler.guidance %g needs the empty prompt's context (uncond)"
+                                 % self.guidance)
+            u = self._pad(uncond)
+            self.cross_u = dit.prepare_context(u.expand(len(seeds), -1, -1))
         sc = cfg.stream
         self.cache = KVCache(len(dit.blocks), sc.anchor_frames, sc.window_frames, sc.positions)
         self.seeds = list(seeds)
@@ -198,8 +210,13 @@ class Stream:
         for k in range(K):
             t, sigma = sch.steps[k], sch.step_sigmas[k]
             flow = self.dit.forward_cached(x, t, self.cross, self.cache, self.frame)
+            st = {"x_in": x}
+            if self.cross_u is not None:
+                flow_u = self.dit.forward_cached(x, t, self.cross_u, self.cache, self.frame)
+                st["flow_c"], st["flow_u"] = flow, flow_u
+                flow = flow_u + self.guidance * (flow - flow_u)
             x0 = sch.to_x0(x, flow, sigma)
-            st = {"x_in": x, "flow": flow, "x0": x0}
+            st.update(flow=flow, x0=x0)
             if k < K - 1:
                 eps = noises[k + 1] if noises is not None else self.draw(k + 1)
                 st["eps"] = eps

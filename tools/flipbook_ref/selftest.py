@@ -262,6 +262,31 @@ def pin_seed_reset():
 
 
 @check
+def classifier_free_guidance():
+    dit = tiny_dit(7)
+    cfg = model_cfg(dit, 2, 2, 3, "window")
+    ctx, null = torch.randn(1, 5, 16), torch.randn(1, 1, 16)
+    plain = Stream(dit, cfg, ctx, seeds=[3])
+    cfg.sampler.guidance = 3.0
+    try:
+        Stream(dit, cfg, ctx, seeds=[3])
+        raise AssertionError("guidance without the empty prompt's context was accepted")
+    except ValueError:
+        pass
+    # With the prompt as its own "unconditional" context the guided flow is the plain one.
+    same = Stream(dit, cfg, ctx, seeds=[3], uncond=ctx)
+    guided = Stream(dit, cfg, ctx, seeds=[3], uncond=null, record=True)
+    for _ in range(3):
+        x_plain, x_same, x_guided = plain.next_chunk(), same.next_chunk(), guided.next_chunk()
+        assert (x_plain - x_same).abs().max() < 1e-5
+    assert (x_plain - x_guided).abs().max() > 1e-3
+    st = guided.trace[2]["steps"][1]
+    assert torch.equal(st["flow"], st["flow_u"] + 3.0 * (st["flow_c"] - st["flow_u"]))
+    # The unconditional pass reads the cache and never writes it.
+    assert guided.cache.w_idx == plain.cache.w_idx
+
+
+@check
 def anchor_latents_equal_first_chunk():
     # Anchors set from latents go through the same t=0 pass as a first chunk's commit.
     dit = tiny_dit(8)

@@ -66,6 +66,39 @@ def main():
     d = (got_sw[:, :, 4:] - ref_a[:, :, 4:]).abs().max().item()
     check(d > 1e-3, "chunks after the switch follow the new caption (diff %.2g)" % d)
 
+    # Caption dropout: the noisy chunks may see another caption than their clean copies (the
+    # cache the engine commits under the real prompt); with the same captions nothing changes.
+    with torch.no_grad():
+        ctx = torch.stack([ca, cb], 1)
+        got_same = stage.forward_train(dit, (noisy, clean), t, ctx, same, plan, noisy_caption=same)
+        drop = same.clone()
+        drop[:, 2:4] = 1                       # chunk 1's noisy frames see caption b
+        got_drop = stage.forward_train(dit, (noisy, clean), t, ctx, same, plan, noisy_caption=drop)
+    check(torch.equal(got_same, got_a), "noisy_caption equal to frame_caption changes nothing")
+    d = (got_drop[:, :, 2:4] - got_a[:, :, 2:4]).abs().max().item()
+    check(d > 1e-3, "a dropped chunk follows its own caption (diff %.2g)" % d)
+    d = (got_drop[:, :, 2:4] - ref_b[:, :, 2:4]).abs().max().item()
+    check(d > 1e-4, "... while the clean frames it attends to keep theirs (diff %.2g)" % d)
+    d = max((got_drop[:, :, k] - got_a[:, :, k]).abs().max().item() for k in (0, 1, 4, 5))
+    check(d < 1e-6, "the other chunks are untouched (max diff %.2g)" % d)
+
+    class Tok:
+        def encode(self, text, n):
+            return [5 + len(text) % 7, 1][:n]
+    caps = [{"before": ["a red ball"], "after": None, "switch_chunk": -1}] * 4
+    bt = stage.Batches(torch.zeros(4, 12, 4, 2, 2, dtype=torch.float16), caps, Tok(), 8,
+                       C.DiTStage(), 0)
+    rng = np.random.default_rng(0)
+    _, ids, _, fcap, _, ncap = bt.get(rng, 400, dropout=0.1)
+    share = (ncap[:, ::C.CHUNK_LATENTS] == 2).float().mean().item()
+    check(ids.shape[0] == 3 * 400 and ids[2].tolist()[:2] == [5, 1],
+          "three captions per clip, the third the empty one")
+    check(0.08 < share < 0.12 and torch.equal(ncap[:, 0::2], ncap[:, 1::2]),
+          "about 10%% of the chunks dropped, whole chunks (%.3f)" % share)
+    check(torch.equal(fcap, torch.zeros_like(fcap)), "the clean frames keep their caption")
+    check(torch.equal(bt.get(np.random.default_rng(0), 400)[5], fcap),
+          "no dropout: the noisy captions are the clean ones")
+
     # Noise levels: the sampler's own steps about half of the time, table-consistent sigmas.
     sched = FlowMatchSchedule(cfg.sampler)
     g = torch.Generator().manual_seed(3)

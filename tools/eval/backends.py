@@ -12,6 +12,8 @@ come back.
                   --transition), read back from the raw RGB file
     WorldBackend  not a generator: the world's own clip of an item (the ceiling column, and
                   a self-check of the scoring)
+    AEBackend     the world's clip through the model's autoencoder (encode, then decode): the
+                  ceiling that the autoencoder alone sets on every figure (needs torch)
 
 model_info(path) reads a model file's geometry from its safetensors header without torch.
 
@@ -96,6 +98,33 @@ class WorldBackend:
         return frames
 
 
+class AEBackend:
+    name = "ae"
+
+    def __init__(self, model_path, threads=None):
+        import torch
+        from flipbook_ref.export import load_model
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.torch = torch
+        self.vae = load_model(model_path).vae
+        self.geom = model_info(model_path)[0]
+
+    def generate_item(self, item, skip=0):
+        torch = self.torch
+        frames, _ = item.world_clip(self.geom)                  # [T, H, W, 3] uint8
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None]
+        with torch.no_grad():
+            y = self.vae.decode(self.vae.encode(x))[0]         # [T', 3, H, W] in [0, 1]
+        # The decoder trims the first latent's leading frames; pad them back with the first
+        # decoded frame so the clip lines up with the world's frame for frame.
+        lost = x.shape[1] - y.shape[0]
+        if lost > 0:
+            y = torch.cat([y[:1].expand(lost, -1, -1, -1), y], 0)
+        y = y[:x.shape[1]]
+        return np.clip(y.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 class RefBackend:
     """The reference sampler in-process. threads: torch threads (None leaves torch's)."""
     name = "ref"
@@ -124,7 +153,6 @@ class RefBackend:
     PARALLEL_DECODE = 64
 
     def generate(self, prompts, switch_frame, n_frames, seed, skip=0):
-        from flipbook_ref.sampler import Stream
         from flipbook_ref.taehv import StreamDecoder
         _check_request(prompts, switch_frame, n_frames, skip)
         torch = self.torch
@@ -146,7 +174,7 @@ class RefBackend:
                 state["produced"] += 1
 
         with torch.no_grad():
-            stream = Stream(self.model.dit, self.model.cfg, self._context(prompts[0]), seeds=[seed])
+            stream = self.model.stream(self._context(prompts[0]), seeds=[seed])
             dec = StreamDecoder(self.model.vae)
             lats = []
             switched = switch_frame < 0

@@ -14,7 +14,7 @@ import numpy as np
 from world import write_png
 
 from . import metrics as M
-from .backends import (CBackend, RefBackend, WorldBackend, find_flipbook, model_info,
+from .backends import (AEBackend, CBackend, RefBackend, WorldBackend, find_flipbook, model_info,
                        parse_transition, resolve_model)
 from .report import Scorecard
 from .sets import (HELDOUT_SEED, Geometry, adherence_set, permanence_set, steering_set)
@@ -79,7 +79,8 @@ def build_parser():
                     help="model file, or 'default' (models/default/model.safetensors)")
     ap.add_argument("--backend", default="c",
                     help="c (the engine via `flipbook generate`), ref (the PyTorch reference), "
-                         "world (score the rendered clips themselves), or a comma list, e.g. "
+                         "world (score the rendered clips themselves), ae (the rendered clips "
+                         "through the model's autoencoder: its ceiling), or a comma list, e.g. "
                          "ref,c (default c)")
     ap.add_argument("--out", required=True, help="folder for report.txt, report.json, strips/")
     ap.add_argument("--flipbook", help="the flipbook binary (default: build/bin/flipbook or "
@@ -241,9 +242,9 @@ def drift_figures(cp, tracks, prompt, n, geom, feats, world_feats, frechet):
 def main(argv=None):
     a = _settings(build_parser().parse_args(argv))
     names = [b.strip() for b in a.backend.split(",") if b.strip()]
-    bad = [b for b in names if b not in ("c", "ref", "world")]
+    bad = [b for b in names if b not in ("c", "ref", "world", "ae")]
     if bad or not names or len(set(names)) != len(names):
-        print("eval: --backend wants c, ref, world or a comma list of them, got %r" % a.backend,
+        print("eval: --backend wants c, ref, world, ae or a comma list of them, got %r" % a.backend,
               file=sys.stderr)
         return 2
     try:
@@ -287,6 +288,8 @@ def main(argv=None):
                                          a.transition, workdir=a.out)
             elif b == "ref":
                 backends["ref"] = RefBackend(model_path, a.threads, a.transition)
+            elif b == "ae":
+                backends["ae"] = AEBackend(model_path, a.threads)
             else:
                 backends["world"] = WorldBackend(geom)
     except (FileNotFoundError, ValueError, OSError) as e:

@@ -18,7 +18,6 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from flipbook_ref.taehv import TAEHV, MemBlock
 

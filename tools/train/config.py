@@ -134,6 +134,8 @@ class DiTStage:
     ema: float = 0.999
     object_weight: float = 4.0     # extra loss weight of latent cells holding an object; 0 up
                                    # to step ~4,850 (objects never appeared)
+    caption_dropout: float = 0.1   # noisy chunks trained on the caption "": the unconditional
+                                   # flow of classifier-free guidance (0 up to step ~9,700)
     exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,
                                    # else any level of the table (diffusion forcing)
     bf16: bool = True

@@ -18,7 +18,12 @@ learnt the backgrounds long before it drew any object.
 
 Noise levels: with probability exact_step_prob a chunk takes one of the sampler's own steps
 (t_k, sigma_k), else any level of the 1000-entry table, so 4-step sampling works without
-distillation. The engine does one conditional pass, so there is no caption dropout.
+distillation.
+
+Caption dropout: each noisy chunk sees the empty caption "" instead of its own with probability
+caption_dropout (its clean copy, which stands for the KV cache the engine commits under the
+real prompt, keeps the caption). The model so also learns the unconditional flow, which the
+sampler's classifier-free guidance (sampler.guidance > 1) sets against the conditional one.
 
 Each chunk is conditioned on its own caption: the reference's forward_train takes one context
 per clip, so this stage swaps the class of every cross-attention module for FrameCrossAttention,
@@ -26,7 +31,6 @@ which accepts per-frame keys/values [B, F, Lc, H, D] (same parameters, same name
 when all frames share a caption; tests/train checks that).
 """
 import json
-import math
 import os
 import time
 
@@ -118,12 +122,13 @@ def encode_text(t5, ids, mask):
     return h * mask[..., None].to(h.dtype)
 
 
-def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0):
+def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0, noisy_caption=None):
     """The reference's teacher-forced forward_train with a caption per chunk.
 
     x = (noisy, clean), both [B, C, F, H, W]; t [B, F] timesteps of the noisy frames; context
     [B, P, Lc, text_dim] raw encoder output of P captions per clip; frame_caption [B, F] which
-    of them each frame uses. Returns the predicted flow of the noisy frames [B, C, F, H, W]."""
+    of them each frame uses; noisy_caption [B, F] the same for the noisy frames when it differs
+    (caption dropout), else None. Returns the predicted flow of the noisy frames [B, C, F, H, W]."""
     noisy, clean = x
     B, _, Fr, H, W = noisy.shape
     gh, gw = dit.grid(H, W)
@@ -131,7 +136,8 @@ def forward_train(dit, x, t, context, frame_caption, plan, t_clean=0.0):
     tc = _as_frame_t(t_clean, B, Fr, noisy)
     seq = torch.cat([clean, noisy], dim=2)
     tt = torch.cat([tc, t], dim=1)
-    fc = torch.cat([frame_caption, frame_caption], dim=1)            # clean frames: same caption
+    nc = frame_caption if noisy_caption is None else noisy_caption
+    fc = torch.cat([frame_caption, nc], dim=1)                       # [B, 2F]
     cross = per_frame_cross(dit, context, fc)
     attend = GroupAttender(dit, gh, gw, plan, teacher=True)
     out = dit._run(seq, tt, cross, attend)
@@ -152,6 +158,7 @@ class Batches:
             before = [tok.encode(s, text_len) for s in c["before"]]
             after = [tok.encode(s, text_len) for s in c["after"]] if c["after"] else before
             self.ids.append((before, after, c["switch_chunk"]))
+        self.null = tok.encode("", text_len)    # the unconditional caption (caption dropout)
 
     def _pad(self, lists):
         L = self.text_len
@@ -162,9 +169,10 @@ class Batches:
             mask[i, :len(s)] = 1
         return ids, mask
 
-    def get(self, rng, batch, clips=None):
-        """(clean [B, C, F, h, w], ids [B*2, L], mask, frame_caption [B, F], loss weight
-        [B, 1, F, h, w] or None)."""
+    def get(self, rng, batch, clips=None, dropout=0.0):
+        """(clean [B, C, F, h, w], ids [B*3, L] (before, after, "" per clip), mask,
+        frame_caption [B, F], loss weight [B, 1, F, h, w] or None, noisy_caption [B, F]: the
+        noisy chunks' captions, "" (index 2) with probability dropout per chunk)."""
         N = self.lat.shape[0]
         idx = rng.integers(0, N, batch) if clips is None else np.asarray(clips)
         F_ = self.lat.shape[1]
@@ -173,6 +181,7 @@ class Batches:
             before, after, sw = self.ids[int(i)]
             lists.append(before[int(rng.integers(len(before)))])
             lists.append(after[int(rng.integers(len(after)))])
+            lists.append(self.null)
             if sw >= 0:
                 fcap[j, sw * C.CHUNK_LATENTS:] = 1
         ids, mask = self._pad(lists)
@@ -181,7 +190,11 @@ class Batches:
         if self.obj is not None and self.st.object_weight > 0:
             o = self.obj[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4)   # [B, 1, F, h, w]
             weight = 1.0 + self.st.object_weight * o
-        return clean, ids, mask, fcap, weight
+        ncap = fcap
+        if dropout > 0:
+            drop = torch.from_numpy(rng.random((len(idx), F_ // C.CHUNK_LATENTS)) < dropout)
+            ncap = torch.where(drop.repeat_interleave(C.CHUNK_LATENTS, dim=1), 2, fcap)
+        return clean, ids, mask, fcap, weight, ncap
 
 
 def chunk_noise_levels(sched, rng_t, B, n, p_exact):
@@ -196,15 +209,17 @@ def chunk_noise_levels(sched, rng_t, B, n, p_exact):
 
 
 def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16):
-    clean, ids, mask, fcap, weight = batch
+    """batch: Batches.get's tuple (its last item, the noisy chunks' captions, optional)."""
+    clean, ids, mask, fcap, weight = batch[:5]
+    ncap = batch[5] if len(batch) > 5 else None
     B = clean.shape[0]
     Cf = cfg.stream.chunk_frames
     t = t_chunk.repeat_interleave(Cf, dim=1)
     s = s_chunk.repeat_interleave(Cf, dim=1)[:, None, :, None, None]
     x_t = (1 - s) * clean + s * eps
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        ctx = encode_text(t5, ids, mask).unflatten(0, (B, 2))
-        pred = forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t)
+        ctx = encode_text(t5, ids, mask).unflatten(0, (B, ids.shape[0] // B))
+        pred = forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t, ncap)
     err = (pred.float() - (eps - clean)).pow(2)                           # [B, C, F, h, w]
     if weight is None:
         return err.mean()
@@ -258,6 +273,9 @@ def build_cache(root, tc, vae, budget):
 def settings(tc, cfg):
     s = tc.stage_dict("dit")
     s["model"] = cfg.to_dict()
+    # The guidance scale is a choice of the sampler at inference, not of training: changing it
+    # must not stop a run from resuming.
+    s["model"]["sampler"].pop("guidance", None)
     return s
 
 
@@ -293,7 +311,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight"))
+        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)
@@ -361,7 +379,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         seed = state.step_seed(tc.seed, STAGE_ID, step)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        batch = batches.get(rng, st.batch)
+        batch = batches.get(rng, st.batch, dropout=st.caption_dropout)
         t_c, s_c = chunk_noise_levels(sched, gen, st.batch, n_chunks, st.exact_step_prob)
         eps = torch.randn(batch[0].shape, generator=gen)
         loss = loss_of(t5, dit, cfg, plan, batch, t_c, s_c, eps, st.bf16)

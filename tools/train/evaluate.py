@@ -11,7 +11,6 @@ The same figures on the rendered clip of that scene (the "world" column) show wh
 and captions allow at best (objects hidden by occluders or off screen count against both).
 The full evaluation suite (permanence, drift, Frechet distance) is tools/eval's job.
 """
-import json
 import os
 import time
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from flipbook_ref.export import load_model
-from flipbook_ref.sampler import Stream
+
 from world import write_png
 from world.caption import parse_caption
 from world.parser import parse_frame
@@ -70,7 +69,7 @@ def strip(gen, real, per_row):
 def generate(model, prompts, switch_chunk, chunks, seed):
     """Latent-chunk loop of the reference sampler -> video [T, 3, H, W] in [0, 1]."""
     _, ctx = model.encode_prompt(prompts[0])
-    stream = Stream(model.dit, model.cfg, ctx, seeds=[seed])
+    stream = model.stream(ctx, seeds=[seed])
     lat = []
     for c in range(chunks):
         if c == switch_chunk:

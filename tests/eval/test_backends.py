@@ -14,7 +14,9 @@ from common import REPO, TINY, TOOLS, check, finish, need
 need("numpy", "torch", "sentencepiece")
 import numpy as np  # noqa: E402
 
-from eval.backends import CBackend, RefBackend, model_info, parse_transition  # noqa: E402
+from eval.backends import (AEBackend, CBackend, RefBackend, WorldBackend,  # noqa: E402
+                           model_info, parse_transition)
+from eval.sets import adherence_set  # noqa: E402
 
 if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
     print("SKIP: no flipbook binary given")
@@ -32,6 +34,15 @@ for bad in ("fade", "blend:0", "cut:2"):
         check(False, "transition %r refused" % bad)
     except ValueError:
         check(True, "transition %r refused" % bad)
+
+# The autoencoder's ceiling column: the world's clip through encode + decode, frame for frame
+# (the decoder's trimmed leading frames are padded back) and no copy of the input.
+item = adherence_set(1, geom, 21, 1, 7)[0]
+world = WorldBackend(geom).generate_item(item)
+rt = AEBackend(TINY, threads=1).generate_item(item)
+check(rt.shape == world.shape and rt.dtype == np.uint8,
+      "ae: the round trip has the world clip's shape %s" % (world.shape,))
+check(not np.array_equal(rt, world), "ae: the frames went through the (random) autoencoder")
 
 with tempfile.TemporaryDirectory(prefix="flipbook-eval-test-") as tmp:
     c = CBackend(TINY, BIN, threads=1, workdir=tmp)

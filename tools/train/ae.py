@@ -221,9 +221,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             save()
             print("train[ae]: stopped at step %d (checkpoint saved)" % step, flush=True)
             return False
-        lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac)
-        if rewarm is not None:
-            lr *= min(1.0, (step - rewarm + 1) / 200.0)
+        lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac, rewarm)
         for g in opt.param_groups:
             g["lr"] = lr
         gen = torch.Generator().manual_seed(state.step_seed(tc.seed, STAGE_ID, step))

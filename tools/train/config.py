@@ -132,8 +132,9 @@ class DiTStage:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.999
-    object_weight: float = 4.0     # extra loss weight of latent cells holding an object; 0 up
-                                   # to step ~4,850 (objects never appeared)
+    object_weight: float = 8.0     # extra loss weight of latent cells holding an object; 0 up
+                                   # to step ~4,850 (objects never appeared), 4 up to 11,489
+                                   # (objects appeared, of the prompt's colour too rarely)
     caption_dropout: float = 0.1   # noisy chunks trained on the caption "": the unconditional
                                    # flow of classifier-free guidance (0 up to step ~9,700)
     exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,

@@ -99,12 +99,21 @@ def step_seed(seed, stage_id, step):
     return int(s[0]) & ((1 << 63) - 1)
 
 
-def cosine_lr(step, total, base, warmup, min_frac):
+REWARM_STEPS = 200
+
+
+def cosine_lr(step, total, base, warmup, min_frac, rewarm=None):
+    """Linear warm-up, then cosine decay to base * min_frac at the last step. rewarm: the step
+    at which a stage seeded from a model file (fresh optimizer moments) resumed; the rate then
+    ramps up again over REWARM_STEPS, since Adam's first steps without moments are large."""
     if step < warmup:
         return base * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     import math
-    return base * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+    lr = base * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+    if rewarm is not None:
+        lr *= min(1.0, (step - rewarm + 1) / float(REWARM_STEPS))
+    return lr
 
 
 class Budget:

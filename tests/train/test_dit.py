@@ -98,6 +98,15 @@ def main():
     check(torch.equal(fcap, torch.zeros_like(fcap)), "the clean frames keep their caption")
     check(torch.equal(bt.get(np.random.default_rng(0), 400)[5], fcap),
           "no dropout: the noisy captions are the clean ones")
+    objs = torch.zeros(4, 12, 1, 2, 2, dtype=torch.bool)
+    objs[:, 5, 0, 1, 1] = True
+    bw = stage.Batches(torch.zeros(4, 12, 4, 2, 2, dtype=torch.float16), caps, Tok(), 8,
+                       C.DiTStage(object_weight=4.0, first_chunk_weight=3.0), 0, objects=objs)
+    w = bw.get(np.random.default_rng(0), 2)[4]                          # [B, 1, F, h, w]
+    want = torch.ones(2, 1, 12, 2, 2)
+    want[:, :, :C.CHUNK_LATENTS] = 3.0
+    want[:, 0, 5, 1, 1] = 5.0
+    check(torch.equal(w, want), "loss weights: object cells 1 + 4, the first chunk 3x")
 
     # Noise levels: the sampler's own steps about half of the time, table-consistent sigmas.
     sched = FlowMatchSchedule(cfg.sampler)

@@ -135,6 +135,8 @@ class DiTStage:
     object_weight: float = 8.0     # extra loss weight of latent cells holding an object; 0 up
                                    # to step ~4,850 (objects never appeared), 4 up to 11,489
                                    # (objects appeared, of the prompt's colour too rarely)
+    first_chunk_weight: float = 3.0   # loss weight of a clip's first chunk (1 up to step
+                                      # ~13,300): the one drawn from the prompt alone
     caption_dropout: float = 0.1   # noisy chunks trained on the caption "": the unconditional
                                    # flow of classifier-free guidance (0 up to step ~9,700)
     exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,

@@ -14,7 +14,10 @@ that training forward == cached inference). Loss: mean (v_pred - (eps - x0))^2.
 
 Latent cells that hold an object (a palette-coloured pixel in their 4 frames x 8x8 pixels) weigh
 1 + object_weight in the loss: objects cover a few percent of the cells, and unweighted the model
-learnt the backgrounds long before it drew any object.
+learnt the backgrounds long before it drew any object. The first chunk of a clip weighs
+first_chunk_weight times more: it is the only chunk that draws a scene from the prompt alone
+(later ones mostly continue their context), its loss was 3-4x the others', and a stream's
+first chunk decides what every later chunk continues.
 
 Noise levels: with probability exact_step_prob a chunk takes one of the sampler's own steps
 (t_k, sigma_k), else any level of the 1000-entry table, so 4-step sampling works without
@@ -187,9 +190,10 @@ class Batches:
         ids, mask = self._pad(lists)
         clean = self.lat[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4).contiguous()
         weight = None
-        if self.obj is not None and self.st.object_weight > 0:
+        if self.obj is not None and (self.st.object_weight > 0 or self.st.first_chunk_weight != 1):
             o = self.obj[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4)   # [B, 1, F, h, w]
             weight = 1.0 + self.st.object_weight * o
+            weight[:, :, :C.CHUNK_LATENTS] *= self.st.first_chunk_weight
         ncap = fcap
         if dropout > 0:
             drop = torch.from_numpy(rng.random((len(idx), F_ // C.CHUNK_LATENTS)) < dropout)
@@ -311,7 +315,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout"))
+        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
+                                     "first_chunk_weight"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)

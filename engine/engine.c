@@ -482,6 +482,7 @@ void fb_model_get_info(const fb_model *m, fb_model_info *o)
     o->anchor_frames = m->A;
     o->window_frames = m->Wn;
     o->steps = m->sched.n_steps;
+    o->guidance = m->sched.guidance;
     o->absolute_positions = c->stream.positions == FB_POS_ABSOLUTE;
     o->max_chunks = o->absolute_positions ? FB_ROPE_MAX_POS / m->F : 0;
     o->kv_bytes_per_stream = m->kv_bytes_per_stream;

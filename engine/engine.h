@@ -154,6 +154,8 @@ typedef struct fb_model_info {
     int latent_frames_per_chunk;
     int anchor_frames, window_frames;
     int steps;                 /* denoising steps per chunk (plus one context pass) */
+    float guidance;            /* classifier-free guidance scale; 1 = off, else every step
+                                * is two DiT passes (prompt and empty prompt) */
     int absolute_positions;    /* 1: streams end after max_chunks; 0: endless */
     int64_t max_chunks;        /* 0 when endless */
     size_t kv_bytes_per_stream;/* KV cache taken from the pool by each stream */

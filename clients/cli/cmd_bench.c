@@ -199,23 +199,28 @@ static int run_bench(const fb_cli_command *self, int argc, char **argv)
                "\"gflops_dit\": %.2f, \"gflop_decode_per_chunk\": %.4f, \"gflops_decode\": %.2f, "
                "\"sgemm_peak_gflops\": %.2f, \"dit_fraction_of_peak\": %.4f, "
                "\"kv_bytes_per_stream\": %zu, \"streams_fit\": %d, \"stream_bytes\": %zu, "
-               "\"weight_bytes\": %zu, \"peak_rss_mib\": %.1f}\n",
+               "\"weight_bytes\": %zu, \"peak_rss_mib\": %.1f, \"guidance\": %g}\n",
                info.name, info.backend, info.width, info.height, gemm_threads, done_chunks,
                info.frames_per_chunk, t_load * 1e3, t_open * 1e3, warm.ms_total, warm.ms_text,
                sum_total / k, sum_text / k, sum_steps / k, sum_ctx / k, sum_dec / k, fps,
                fps / info.fps, gf_dit / k, dit_gflops, gf_dec / k, dec_gflops, peak,
                peak > 0 ? dit_gflops / peak : 0, info.kv_bytes_per_stream, info.max_streams,
-               info.stream_bytes, info.weight_bytes, rss_mib);
+               info.stream_bytes, info.weight_bytes, rss_mib, (double)info.guidance);
     } else {
         printf("model            %s (%s), %dx%d at %g fps, %d latent frames per chunk, "
-               "%d steps + context pass\n", info.name, info.backend, info.width, info.height,
+               "%d steps + context pass", info.name, info.backend, info.width, info.height,
                info.fps, info.latent_frames_per_chunk, info.steps);
+        if (info.guidance != 1.0f)
+            printf(", guidance %g", (double)info.guidance);
+        printf("\n");
         printf("load / open      %.1f ms / %.1f ms; first chunk %.1f ms (text %.1f ms)\n",
                t_load * 1e3, t_open * 1e3, warm.ms_total, warm.ms_text);
         printf("per chunk        %.2f ms over %lld chunks (%d frames each)\n", sum_total / k,
                done_chunks, info.frames_per_chunk);
         printf("  text           %.2f ms\n", sum_text / k);
-        printf("  DiT steps      %.2f ms  (%d passes)\n", sum_steps / k, info.steps);
+        /* a guided step is two passes: under the prompt and under the empty prompt */
+        printf("  DiT steps      %.2f ms  (%d passes)\n", sum_steps / k,
+               info.guidance != 1.0f ? 2 * info.steps : info.steps);
         printf("  context pass   %.2f ms\n", sum_ctx / k);
         printf("  decode         %.2f ms\n", sum_dec / k);
         printf("frames/s         %.2f  (%.2fx real time at %g fps)\n", fps, fps / info.fps,

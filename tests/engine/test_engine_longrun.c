@@ -23,40 +23,7 @@
 #include "tests/engine/model_util.h"
 #include "tests/engine/test_util.h"
 
-/* ---- allocation counting (-Wl,--wrap=...) ----------------------------------------------- */
-
-static volatile long n_allocs;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t a, size_t b);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t al, size_t n);
-int __real_posix_memalign(void **p, size_t al, size_t n);
-
-void *__wrap_malloc(size_t n)
-{
-    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t a, size_t b)
-{
-    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
-    return __real_calloc(a, b);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
-    return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t al, size_t n)
-{
-    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
-    return __real_aligned_alloc(al, n);
-}
-int __wrap_posix_memalign(void **p, size_t al, size_t n)
-{
-    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
-    return __real_posix_memalign(p, al, n);
-}
+#include "tests/engine/alloc_count.h"   /* n_allocs: heap allocations so far */
 
 static long rss_kib(void)
 {

@@ -334,7 +334,7 @@ int main(int argc, char **argv)
         fb_model_get_info(guided, &info);
         F = info.latent_frames_per_chunk;
         LAT = (size_t)info.latent_channels * info.latent_height * info.latent_width;
-        CHECK(info.steps == STEPS && (size_t)F * LAT <= NMAX);
+        CHECK(info.steps == STEPS && info.guidance == 3.0f && (size_t)F * LAT <= NMAX);
         /* the reference's empty prompt is just EOS, as the engine tokenizes it */
         int n_ids = 0;
         int64_t *ids = g_ints(g, "input.uncond.ids", &n_ids);

@@ -98,16 +98,27 @@ class WorldBackend:
         return frames
 
 
+def _load_reference(model_path, threads):
+    """(torch, the reference Model) with torch limited to threads (None leaves torch's)."""
+    import torch
+    from flipbook_ref.export import load_model
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch, load_model(model_path)
+
+
+def _to_u8(frames):
+    """Frames [..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3], rounded."""
+    a = frames.movedim(-3, -1).numpy() * 255.0 + 0.5
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
 class AEBackend:
     name = "ae"
 
     def __init__(self, model_path, threads=None):
-        import torch
-        from flipbook_ref.export import load_model
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.torch = torch
-        self.vae = load_model(model_path).vae
+        self.torch, model = _load_reference(model_path, threads)
+        self.vae = model.vae
         self.geom = model_info(model_path)[0]
 
     def generate_item(self, item, skip=0):
@@ -121,8 +132,7 @@ class AEBackend:
         lost = x.shape[1] - y.shape[0]
         if lost > 0:
             y = torch.cat([y[:1].expand(lost, -1, -1, -1), y], 0)
-        y = y[:x.shape[1]]
-        return np.clip(y.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return _to_u8(y[:x.shape[1]])
 
 
 class RefBackend:
@@ -130,12 +140,7 @@ class RefBackend:
     name = "ref"
 
     def __init__(self, model_path, threads=None, transition="cut"):
-        import torch
-        from flipbook_ref.export import load_model
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.torch = torch
-        self.model = load_model(model_path)
+        self.torch, self.model = _load_reference(model_path, threads)
         self.geom, self.cfg, self.model_name = model_info(model_path)
         self.transition, self.blend_chunks = parse_transition(transition)
         self._ctx = {}
@@ -168,8 +173,7 @@ class RefBackend:
             for fr in frames:
                 p, w = state["produced"], state["written"]
                 if p >= skip and w < n_frames:
-                    a = fr.permute(1, 2, 0).numpy() * 255.0 + 0.5
-                    out[w] = np.clip(a, 0, 255).astype(np.uint8)
+                    out[w] = _to_u8(fr)
                     state["written"] += 1
                 state["produced"] += 1
 

@@ -172,13 +172,23 @@ class Batches:
             mask[i, :len(s)] = 1
         return ids, mask
 
-    def get(self, rng, batch, clips=None, dropout=0.0):
+    def get(self, rng, batch, clips=None, dropout=0.0, latents=None):
         """(clean [B, C, F, h, w], ids [B*3, L] (before, after, "" per clip), mask,
         frame_caption [B, F], loss weight [B, 1, F, h, w] or None, noisy_caption [B, F]: the
-        noisy chunks' captions, "" (index 2) with probability dropout per chunk)."""
+        noisy chunks' captions, "" (index 2) with probability dropout per chunk).
+
+        latents: cut every clip to this many latent frames from a random chunk boundary (a
+        stream that starts there: its first chunk is drawn from the prompt alone), else F is
+        the cached clip's length."""
         N = self.lat.shape[0]
         idx = rng.integers(0, N, batch) if clips is None else np.asarray(clips)
-        F_ = self.lat.shape[1]
+        F_ = self.lat.shape[1] if latents is None else latents
+        Fc = self.lat.shape[1]
+        first = np.zeros(len(idx), np.int64)
+        if latents is not None:
+            first = rng.integers(0, (Fc - latents) // C.CHUNK_LATENTS + 1, len(idx)) * C.CHUNK_LATENTS
+        frames = torch.as_tensor(first[:, None] + np.arange(F_)[None, :])        # [B, F]
+        rows = torch.as_tensor(idx)[:, None]
         lists, fcap = [], torch.zeros(len(idx), F_, dtype=torch.long)
         for j, i in enumerate(idx):
             before, after, sw = self.ids[int(i)]
@@ -186,12 +196,12 @@ class Batches:
             lists.append(after[int(rng.integers(len(after)))])
             lists.append(self.null)
             if sw >= 0:
-                fcap[j, sw * C.CHUNK_LATENTS:] = 1
+                fcap[j, max(0, sw * C.CHUNK_LATENTS - int(first[j])):] = 1
         ids, mask = self._pad(lists)
-        clean = self.lat[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4).contiguous()
+        clean = self.lat[rows, frames].float().permute(0, 2, 1, 3, 4).contiguous()  # [B, C, F, h, w]
         weight = None
         if self.obj is not None and (self.st.object_weight > 0 or self.st.first_chunk_weight != 1):
-            o = self.obj[torch.as_tensor(idx)].float().permute(0, 2, 1, 3, 4)   # [B, 1, F, h, w]
+            o = self.obj[rows, frames].float().permute(0, 2, 1, 3, 4)           # [B, 1, F, h, w]
             weight = 1.0 + self.st.object_weight * o
             weight[:, :, :C.CHUNK_LATENTS] *= self.st.first_chunk_weight
         ncap = fcap
@@ -316,7 +326,8 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     ck = state.load_ckpt(ck_path)
     if ck is not None:
         state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
-                                     "first_chunk_weight"))
+                                     "first_chunk_weight", "start_every", "start_batch",
+                                     "start_latents"))
     vae, _ = ae_stage.load_trained(root)
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)
@@ -357,6 +368,10 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     plan = ClipPlan(st.clip_latents, cfg.stream.chunk_frames, cfg.stream.anchor_frames,
                     cfg.stream.window_frames, cfg.stream.positions)
     n_chunks = st.clip_latents // cfg.stream.chunk_frames
+    start_plan = None
+    if st.start_every:
+        start_plan = ClipPlan(st.start_latents, cfg.stream.chunk_frames, cfg.stream.anchor_frames,
+                              cfg.stream.window_frames, cfg.stream.positions)
     t5.train()
     dit.train()
     logger = state.Logger(sdir, "dit", st.steps, ["loss", "grad_norm", "lr", "val_loss", "threads"])
@@ -382,10 +397,17 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         seed = state.step_seed(tc.seed, STAGE_ID, step)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        batch = batches.get(rng, st.batch, dropout=st.caption_dropout)
-        t_c, s_c = chunk_noise_levels(sched, gen, st.batch, n_chunks, st.exact_step_prob)
+        if st.start_every and step % st.start_every == st.start_every - 1:
+            # A step of stream starts: more first chunks (the only ones drawn from the prompt
+            # alone) at the cost of a long step's tokens.
+            B, n, pl = st.start_batch, len(start_plan.chunks), start_plan
+            batch = batches.get(rng, B, dropout=st.caption_dropout, latents=st.start_latents)
+        else:
+            B, n, pl = st.batch, n_chunks, plan
+            batch = batches.get(rng, B, dropout=st.caption_dropout)
+        t_c, s_c = chunk_noise_levels(sched, gen, B, n, st.exact_step_prob)
         eps = torch.randn(batch[0].shape, generator=gen)
-        loss = loss_of(t5, dit, cfg, plan, batch, t_c, s_c, eps, st.bf16)
+        loss = loss_of(t5, dit, cfg, pl, batch, t_c, s_c, eps, st.bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, st.grad_clip)

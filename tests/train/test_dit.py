@@ -108,27 +108,34 @@ def main():
     want[:, 0, 5, 1, 1] = 5.0
     check(torch.equal(w, want), "loss weights: object cells 1 + 4, the first chunk 3x")
 
-    # Stream starts: clips cut to 4 latent frames from a random chunk boundary. Latent frame f
-    # of clip i holds the value 100 i + f, so the cut shows where it came from.
+    # Stream starts: clips cut to their first 4 latent frames. Latent frame f of clip i holds
+    # the value 100 i + f, so the cut shows where it came from.
     lat = (100 * torch.arange(4)[:, None] + torch.arange(12)[None, :]).to(torch.float16)
     lat = lat[:, :, None, None, None].expand(4, 12, 4, 2, 2).contiguous()
-    sw_caps = [{"before": ["a red ball"], "after": ["a blue ball!"], "switch_chunk": 3}] * 4
+    sw_caps = [{"before": ["a red ball"], "after": ["a blue ball!"], "switch_chunk": 1}] * 4
     bs = stage.Batches(lat, sw_caps, Tok(), 8, C.DiTStage(object_weight=4.0,
                        first_chunk_weight=3.0), 0, objects=objs)
     cut, _, _, fcap, w, _ = bs.get(np.random.default_rng(1), 64, latents=4)
-    f = cut[:, 0, :, 0, 0]                                             # [B, 4]
-    first = f[:, 0] % 100
-    check(cut.shape == (64, 4, 4, 2, 2) and torch.equal(f - f[:, :1], torch.arange(4.0).expand(64, 4))
-          and bool((first % C.CHUNK_LATENTS == 0).all()) and len(set(first.tolist())) == 5,
-          "cut clips: 4 consecutive latent frames from every chunk boundary (%s)"
-          % sorted(set(first.tolist())))
-    want_cap = ((first[:, None] + torch.arange(4)[None, :]) >= 3 * C.CHUNK_LATENTS).long()
-    check(torch.equal(fcap, want_cap), "cut clips: the caption switches where the clip did")
-    want_w = torch.ones(64, 1, 4, 2, 2)
+    f = cut[:, 0, :, 0, 0]                                               # [B, 4]
+    check(cut.shape == (64, 4, 4, 2, 2) and torch.equal(f % 100, torch.arange(4.0).expand(64, 4))
+          and len(set((f[:, 0] // 100).tolist())) == 4,
+          "cut clips: the first 4 latent frames of random clips")
+    check(torch.equal(fcap, torch.tensor([0, 0, 1, 1]).expand(64, 4)),
+          "cut clips: the caption switches where the clip did")
+    objs4 = objs.clone()
+    objs4[:, 1, 0, 0, 0] = True
+    bo = stage.Batches(lat, sw_caps, Tok(), 8, C.DiTStage(object_weight=4.0,
+                       first_chunk_weight=3.0), 0, objects=objs4)
+    w = bo.get(np.random.default_rng(1), 3, latents=4)[4]
+    want_w = torch.ones(3, 1, 4, 2, 2)
     want_w[:, :, :C.CHUNK_LATENTS] = 3.0
-    hit = (first[:, None] + torch.arange(4)[None, :]) == 5                # the object frame
-    want_w[:, 0, :, 1, 1] += 4.0 * hit * torch.where(torch.arange(4) < C.CHUNK_LATENTS, 3.0, 1.0)
-    check(torch.allclose(w, want_w), "cut clips: the cut's own first chunk weighs 3x, objects follow")
+    want_w[:, 0, 1, 0, 0] = 15.0
+    check(torch.equal(w, want_w), "cut clips: the first chunk weighs 3x, objects 1 + 4 on top")
+    try:
+        bs.get(np.random.default_rng(1), 2, latents=5)
+        check(False, "a cut that is not whole chunks is refused")
+    except ValueError:
+        check(True, "a cut that is not whole chunks is refused")
 
     # Noise levels: the sampler's own steps about half of the time, table-consistent sigmas.
     sched = FlowMatchSchedule(cfg.sampler)

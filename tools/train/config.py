@@ -138,9 +138,9 @@ class DiTStage:
     first_chunk_weight: float = 3.0   # loss weight of a clip's first chunk (1 up to step
                                       # ~13,300): the one drawn from the prompt alone
     start_every: int = 2           # every 2nd step is one of stream starts (0: never; since
-                                   # step 16,008): start_batch clips cut to start_latents
-    start_batch: int = 6           # latent frames from a random chunk boundary, the same tokens
-    start_latents: int = 4         # as a long step but 3x the first chunks
+                                   # step 16,008, from a clip's start only since 16,324):
+    start_batch: int = 6           # start_batch clips cut to their first start_latents latent
+    start_latents: int = 4         # frames, the tokens of a long step but 3x the first chunks
     caption_dropout: float = 0.1   # noisy chunks trained on the caption "": the unconditional
                                    # flow of classifier-free guidance (0 up to step ~9,700)
     exact_step_prob: float = 0.5   # chunk noise levels: the sampler's own steps this often,

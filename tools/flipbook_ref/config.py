@@ -78,8 +78,15 @@ class VAEConfig:
     encoder_time_downscale: List[bool] = field(default_factory=lambda: [True, True, False])
     frames_to_trim: int = 3
     patch_size: int = 1
+    # A stream's first latent is made and read as if one latent of its first frame came before
+    # it: the encoder sees the first frame t_down extra times and drops that latent, the
+    # decoder decodes the first latent twice and drops the first pass's frames. Without it the
+    # first latent is made with empty memory and looks unlike every later one.
+    warm_start: bool = False
 
     def validate(self):
+        if not isinstance(self.warm_start, bool):
+            raise ValueError("vae.warm_start must be true or false, got %r" % (self.warm_start,))
         if self.arch != "taehv":
             raise ValueError("vae.arch %r is not supported (only taehv)" % self.arch)
         if len(self.decoder_channels) != 4 or len(self.decoder_time_upscale) != 3 \
@@ -174,6 +181,8 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         if d["sampler"]["guidance"] == 1.0:
             del d["sampler"]["guidance"]    # off: files read the same as before the key existed
+        if not d["vae"]["warm_start"]:
+            del d["vae"]["warm_start"]        # the same for the autoencoder's warm start
         return d
 
     def to_json(self):

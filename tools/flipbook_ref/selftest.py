@@ -325,6 +325,39 @@ def taehv_parallel_equals_streaming():
 
 
 @check
+def taehv_warm_start():
+    """warm_start: decoding [z0, z1, ...] is decoding [z0, z0, z1, ...] without the first
+    latent's frames; encoding [f0, f1, ...] is encoding [f0 x t_down, f0, f1, ...] without the
+    first latent; streaming and parallel agree."""
+    import dataclasses
+    cfg = VAEConfig(latent_channels=4, decoder_channels=[8, 8, 6, 4], encoder_channels=6)
+    vae = TAEHV(cfg).eval()
+    warm = TAEHV(dataclasses.replace(cfg, warm_start=True)).eval()
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for prm in vae.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) / math.sqrt(max(1, np.prod(prm.shape[1:]))))
+        warm.load_state_dict(vae.state_dict())
+        z = torch.randn(2, 3, 4, 4, 4, generator=g)
+        want = vae.decode(torch.cat([z[:, :1], z], 1))[:, 4:]
+        a, b = warm.decode(z), StreamDecoder(warm).decode(z)
+        assert a.shape == vae.decode(z).shape and (a - want).abs().max() < 1e-6
+        assert (b - want).abs().max() < 1e-5 and (a - vae.decode(z)).abs().max() > 1e-3
+        frames = torch.rand(2, 6, 3, 16, 16, generator=g)
+        want = vae.encode(torch.cat([frames[:, :1].expand(-1, 4, -1, -1, -1), frames], 1))[:, 1:]
+        e1, e2 = warm.encode(frames), StreamEncoder(warm).encode(frames)
+        assert e1.shape == (2, 2, 4, 2, 2) and (e1 - want).abs().max() < 1e-6
+        assert (e2 - want).abs().max() < 1e-5
+    d = ModelConfig(vae=dataclasses.replace(cfg, warm_start=True)).to_dict()
+    assert d["vae"]["warm_start"] is True and "warm_start" not in ModelConfig().to_dict()["vae"]
+    try:
+        VAEConfig(warm_start=1).validate()
+        assert False, "a non-boolean warm_start is refused"
+    except ValueError as e:
+        assert "warm_start" in str(e)
+
+
+@check
 def model_file_roundtrip():
     from .tokenizer import train_tiny, Tokenizer
     tok = train_tiny(["a red ball", "two blue cubes", "the camera pans over a village"] * 4, 40)

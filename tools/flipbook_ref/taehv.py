@@ -122,12 +122,24 @@ class TAEHV(nn.Module):
         return x.clamp(0, 1)
 
     def decode(self, latents):
-        """latents [N, T, C, h, w] -> frames [N, t_up T - trim, 3, H, W] in [0, 1]."""
+        """latents [N, T, C, h, w] -> frames [N, t_up T - trim, 3, H, W] in [0, 1]. With
+        warm_start the first latent is decoded twice and the first pass's frames dropped."""
+        warm = self.cfg.t_upscale if self.cfg.warm_start else 0
+        if warm:
+            latents = torch.cat([latents[:, :1], latents], 1)
         x = self._apply_parallel(self.decoder, latents)
-        return self._post(x)[:, self.cfg.frames_to_trim:]
+        return self._post(x)[:, warm + self.cfg.frames_to_trim:]
 
     def encode(self, frames):
-        """frames [N, T, 3, H, W] in [0, 1] -> latents [N, ceil(T / t_down), C, H/8, W/8]."""
+        """frames [N, T, 3, H, W] in [0, 1] -> latents [N, ceil(T / t_down), C, H/8, W/8]. With
+        warm_start the encoder first sees the first frame t_down times and drops that latent."""
+        if self.cfg.warm_start:
+            td = self.cfg.t_downscale
+            frames = torch.cat([frames[:, :1].expand(-1, td, -1, -1, -1), frames], 1)
+            return self._encode(frames)[:, 1:]
+        return self._encode(frames)
+
+    def _encode(self, frames):
         p = self.cfg.patch_size
         if p > 1:
             frames = F.pixel_unshuffle(frames.flatten(0, 1), p).unflatten(0, frames.shape[:2])
@@ -183,18 +195,24 @@ class StreamDecoder:
     def __init__(self, vae: TAEHV):
         self.vae = vae
         self.run = _Sequential(vae.decoder)
-        self.produced = 0
+        self.reset()
 
     def reset(self):
         self.run.reset()
         self.produced = 0
+        # warm_start: the first latent goes through twice, the first pass's frames dropped
+        self.warm = self.vae.cfg.warm_start
+        self.skip = self.vae.cfg.frames_to_trim + (self.vae.cfg.t_upscale if self.warm else 0)
 
     def push(self, latent):
         """latent [N, C, h, w] -> list of frames [N, 3, H, W]."""
+        if self.warm:
+            self.warm = False
+            self.push(latent)
         out = []
         for y in self.run.push(latent):
             self.produced += 1
-            if self.produced > self.vae.cfg.frames_to_trim:
+            if self.produced > self.skip:
                 out.append(self.vae._post(y))
         return out
 
@@ -214,8 +232,16 @@ class StreamEncoder:
         self.run = _Sequential(vae.encoder)
         self.count = 0
         self.last = None
+        self.warm = vae.cfg.warm_start
 
     def push(self, frame):
+        if self.warm:           # warm_start: t_down extra copies of the first frame, latent dropped
+            self.warm = False
+            for _ in range(self.vae.cfg.t_downscale):
+                self._push(frame)
+        return self._push(frame)
+
+    def _push(self, frame):
         p = self.vae.cfg.patch_size
         self.last = frame
         self.count += 1

@@ -68,7 +68,9 @@ def model_config(vocab_size, text_len):
                                        dim_ffn=512, num_heads=4, num_layers=2, num_buckets=32,
                                        max_distance=128, shared_pos=False, eps=1e-6,
                                        max_tokens=text_len),
-        vae=vae_config(),
+        # warm_start: the DiT's latents (cache and streams) all look like a clip's later
+        # latents; the autoencoder itself was trained without it (vae_config()).
+        vae=dataclasses.replace(vae_config(), warm_start=True),
         # shift 1 (no warp of the table) and steps down to sigma 0.25: on 16x16 latents a
         # large shift spends every step at high noise and leaves the last prediction blurry.
         sampler=SamplerConfig(num_train_timesteps=1000, shift=1.0, steps=[1000, 750, 500, 250],

@@ -259,6 +259,8 @@ def build_cache(root, tc, vae, budget):
             "phrasings": st.phrasings, "late_start": st.late_start, "max_start": st.max_start,
             "mirror": True, "objects": True, "ae_step": None}
     _, want["ae_step"] = ae_stage.load_trained(root)
+    if vae.cfg.warm_start:              # (caches made before the key existed had it off)
+        want["warm_start"] = True
     if os.path.exists(meta):
         # The cache may grow: clip i is the same clip whatever the cache's size.
         state.check_settings(state.read_json(meta), want, "latent cache", resizable=("clips",))
@@ -290,6 +292,9 @@ def settings(tc, cfg):
     # The guidance scale is a choice of the sampler at inference, not of training: changing it
     # must not stop a run from resuming.
     s["model"]["sampler"].pop("guidance", None)
+    # The autoencoder's warm start changes the latents, not the networks: a run may go on
+    # over it once the cache is rebuilt (since step 16,642).
+    s["warm_start"] = s["model"]["vae"].pop("warm_start", False)
     return s
 
 
@@ -327,8 +332,9 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     if ck is not None:
         state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
                                      "first_chunk_weight", "start_every", "start_batch",
-                                     "start_latents"))
+                                     "start_latents", "warm_start"))
     vae, _ = ae_stage.load_trained(root)
+    vae.cfg.warm_start = cfg.vae.warm_start
     if not build_cache(root, tc, vae, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)
         return False

@@ -5,6 +5,7 @@ bytes go into the "tokenizer.spm" tensor and the config into the metadata
 (docs/model-format.md), through the reference's own writer (flipbook_ref.export.save_model).
 F16 weights by default (the engine accepts F32/F16/BF16); the file must stay <= 50 MB.
 """
+import dataclasses
 import json
 import os
 
@@ -76,7 +77,9 @@ def init_from(root, tc, path):
         raise SystemExit("train: %s was trained with seed %s, this config has %s"
                          % (path, steps.get("seed"), tc.seed))
     model = load_model(path)
-    if model.cfg.vae.__dict__ != C.vae_config().__dict__:
+    # The autoencoder's warm start is a way of using it (the DiT stage's), not other weights:
+    # files from before it (off) seed the same stages.
+    if dataclasses.replace(model.cfg.vae, warm_start=False) != C.vae_config():
         raise SystemExit("train: %s has another autoencoder than tools/train/config.py" % path)
     seeded = []
     ae_ck = os.path.join(root, "ae", "ckpt.pt")
@@ -92,7 +95,10 @@ def init_from(root, tc, path):
     dit_ck = os.path.join(root, "dit", "ckpt.pt")
     if not os.path.exists(dit_ck):
         _, cfg = dit_stage.model_cfg(root)
-        if cfg.to_dict() != model.cfg.to_dict():
+        def networks(d):
+            d["vae"].pop("warm_start", None)
+            return d
+        if networks(cfg.to_dict()) != networks(model.cfg.to_dict()):
             raise SystemExit("train: %s has another model config than tools/train/config.py" % path)
         os.makedirs(os.path.dirname(dit_ck), exist_ok=True)
         w = {"t5": {k: v.float() for k, v in model.text_encoder.state_dict().items()},

@@ -275,7 +275,7 @@ static void parse_vae(pctx *p, const cJSON *s, fb_vae_config *v)
 {
     static const char *const keys[] = {"arch", "latent_channels", "image_channels",
         "decoder_channels", "encoder_channels", "decoder_time_upscale", "decoder_space_upscale",
-        "encoder_time_downscale", "frames_to_trim", "patch_size", NULL};
+        "encoder_time_downscale", "frames_to_trim", "patch_size", "warm_start", NULL};
     const char *n = "vae";
     check_keys(p, s, n, keys);
     get_str(p, s, n, "arch", v->arch, sizeof v->arch, NULL);
@@ -298,6 +298,8 @@ static void parse_vae(pctx *p, const cJSON *s, fb_vae_config *v)
                                   1, FB_CFG_MAX_STAGES, 1, 0, 1);
     v->frames_to_trim = get_int(p, s, n, "frames_to_trim", 0, 64, 0, 0);
     v->patch_size = get_int(p, s, n, "patch_size", 1, 16, 1, 1);
+    /* Absent in files made before it existed (and in converted upstream models): off. */
+    v->warm_start = get_bool(p, s, n, "warm_start", 1, 0);
 }
 
 static void parse_sampler(pctx *p, const cJSON *s, fb_sampler_config *sc)
@@ -468,6 +470,8 @@ int fb_config_validate(const fb_config *cfg, char *err, size_t err_size)
         fail(&p, "vae.arch: must be \"taehv\", got \"%s\"", v->arch);
     else if (v->image_channels != 3)
         fail(&p, "vae.image_channels: frames are RGB (3), got %d", v->image_channels);
+    else if (v->warm_start != 0 && v->warm_start != 1)
+        fail(&p, "vae.warm_start: must be true or false (0 or 1), got %d", v->warm_start);
     else if (fb_config_frames_per_latent(cfg) * st->chunk_frames <= v->frames_to_trim)
         fail(&p, "vae.frames_to_trim: %d would drop the whole first chunk (%d frames)",
              v->frames_to_trim, fb_config_frames_per_latent(cfg) * st->chunk_frames);

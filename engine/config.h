@@ -60,6 +60,13 @@ typedef struct fb_vae_config {
     int encoder_time_downscale[FB_CFG_MAX_STAGES];
     int frames_to_trim;   /* decoded frames dropped at the start of a stream */
     int patch_size;       /* pixel-shuffle factor of the output (1 for TAEW2.1) */
+    int warm_start;       /* boolean (absent = false): a stream's first latent is made and read
+                           * as if one latent of its first frame came before it. The encoder
+                           * first takes the first frame (frames per encoded latent) extra times
+                           * and drops that latent; the decoder decodes the first latent twice
+                           * and drops the first pass's frames. Without it that latent is made
+                           * with empty memory and looks unlike every later one. Frame and
+                           * latent counts do not change. */
 } fb_vae_config;
 
 typedef struct fb_sampler_config {

@@ -210,6 +210,10 @@ static int check_config(const fb_vae_config *c, char *err, size_t err_size) {
                 fpl);
         return -1;
     }
+    if (c->warm_start != 0 && c->warm_start != 1) {
+        set_err(err, err_size, "vae: warm_start %d must be 0 or 1", c->warm_start);
+        return -1;
+    }
     return 0;
 }
 
@@ -398,7 +402,8 @@ static float *align_ptr(void *p) {
 struct fb_taehv_stream {
     const fb_taehv *vae;
     int h, w;
-    int to_trim;
+    int to_trim;       /* frames still to drop (a warm start's first pass included) */
+    int warm_pending;  /* warm start: the next latent is decoded twice */
     float *past[FB_CFG_MAX_STAGES][N_MEM];
     float *mem;
     size_t mem_floats;
@@ -468,6 +473,14 @@ size_t fb_taehv_stream_bytes(const fb_taehv *v, int h, int w) {
     return stream_floats(v, h, w, each) * sizeof(float) + sizeof(fb_taehv_stream);
 }
 
+/* A fresh clip: with warm start the first latent's first pass fills the memory and its fpl
+ * frames are dropped before the frames_to_trim of the second pass. */
+static void stream_start(fb_taehv_stream *ds) {
+    const fb_taehv *v = ds->vae;
+    ds->warm_pending = v->cfg.warm_start;
+    ds->to_trim = v->cfg.frames_to_trim + (v->cfg.warm_start ? v->fpl : 0);
+}
+
 static int check_latent_size(int h, int w, char *err, size_t err_size) {
     if (h < 1 || w < 1 || h > 4096 || w > 4096) {
         set_err(err, err_size, "vae: latent size %dx%d is out of range", h, w);
@@ -500,7 +513,7 @@ int fb_taehv_stream_init(const fb_taehv *v, int h, int w, fb_taehv_stream **out,
             ds->past[i][j] = ds->mem + at;
             at += round_up(each[i]);
         }
-    ds->to_trim = v->cfg.frames_to_trim;
+    stream_start(ds);
     *out = ds;
     return 0;
 }
@@ -513,11 +526,13 @@ void fb_taehv_stream_free(fb_taehv_stream *ds) {
 
 void fb_taehv_stream_reset(fb_taehv_stream *ds) {
     memset(ds->mem, 0, ds->mem_floats * sizeof(float));
-    ds->to_trim = ds->vae->cfg.frames_to_trim;
+    stream_start(ds);
 }
 
 int fb_taehv_stream_frames_for(const fb_taehv_stream *ds, int n_latents) {
-    int total = n_latents * ds->vae->fpl;
+    if (n_latents <= 0) return 0;
+    /* a pending warm start decodes one latent more, all of whose frames are in to_trim */
+    int total = (n_latents + (ds->warm_pending ? 1 : 0)) * ds->vae->fpl;
     return total - (ds->to_trim < total ? ds->to_trim : total);
 }
 
@@ -609,8 +624,14 @@ int fb_taehv_decode(const fb_taehv *v, fb_kctx *kc, fb_taehv_stream *ds, const f
     for (int t = 0; t < n_latents; t++) {
         const float *x = latents + t * lat_n;
         for (size_t i = 0; i < lat_n; i++) d.s.lat[i] = tanhf(x[i] / 3.0f) * 3.0f;
-        conv_run(&d.r, &v->dec_in, d.s.lat, NULL, ds->h, ds->w, 1, 1, NULL, 1, d.s.cur);
-        dec_stage_run(&d, 0);
+        /* Warm start: the first pass only fills the memory (its frames are in to_trim); both
+         * passes read the same clamped latent, which dec_in leaves untouched. */
+        const int passes = ds->warm_pending ? 2 : 1;
+        ds->warm_pending = 0;
+        for (int pass = 0; pass < passes; pass++) {
+            conv_run(&d.r, &v->dec_in, d.s.lat, NULL, ds->h, ds->w, 1, 1, NULL, 1, d.s.cur);
+            dec_stage_run(&d, 0);
+        }
     }
     *n_frames = d.n_out;
     return 0;
@@ -626,7 +647,9 @@ struct fb_taehv_enc {
     int n_pending[FB_CFG_MAX_STAGES];
     float *past[FB_CFG_MAX_STAGES][N_MEM];
     float *last;            /* last frame pushed [3, H, W] (flush repeats it) */
+    float *discard;         /* warm start: the dropped latent (NULL without warm start) */
     int in_group;           /* frames pushed in the current group */
+    int warm_pending;       /* warm start: the next frame is first pushed enc_group times */
     float *mem;
     size_t mem_floats;
 };
@@ -694,7 +717,10 @@ int fb_taehv_enc_init(const fb_taehv *v, int height, int width, fb_taehv_enc **o
     e->width = width;
     e->hp = height / p;
     e->wp = width / p;
-    size_t total = round_up((size_t)3 * height * width);
+    const int m_lat = fb_taehv_encoder_size_multiple(v);
+    const size_t lat_floats = v->cfg.warm_start
+        ? (size_t)v->cfg.latent_channels * (height / m_lat) * (width / m_lat) : 0;
+    size_t total = round_up((size_t)3 * height * width) + round_up(lat_floats);
     int h = e->hp, w = e->wp;
     for (int i = 0; i < v->n_enc; i++) {
         total += round_up((size_t)ce * h * w);                      /* pending */
@@ -708,6 +734,9 @@ int fb_taehv_enc_init(const fb_taehv *v, int height, int width, fb_taehv_enc **o
     size_t at = 0;
     e->last = e->mem;
     at += round_up((size_t)3 * height * width);
+    if (lat_floats) e->discard = e->mem + at;
+    at += round_up(lat_floats);
+    e->warm_pending = v->cfg.warm_start;
     h = e->hp;
     w = e->wp;
     for (int i = 0; i < v->n_enc; i++) {
@@ -739,6 +768,7 @@ void fb_taehv_enc_reset(fb_taehv_enc *e) {
     memset(e->mem, 0, e->mem_floats * sizeof(float));
     memset(e->n_pending, 0, sizeof e->n_pending);
     e->in_group = 0;
+    e->warm_pending = e->vae->cfg.warm_start;
 }
 
 /* Feeds x [ce, h, w] into encoder stage i; returns 1 when a latent was written. */
@@ -818,6 +848,12 @@ int fb_taehv_encode_push(const fb_taehv *v, fb_kctx *kc, fb_taehv_enc *e, const 
         return -1;
     }
     if (enc_check(v, kc, e, out_latent, scratch, scratch_bytes, err, err_size)) return -1;
+    if (e->warm_pending) {
+        /* Warm start: a full group of copies of the first frame fills the memory; the latent
+         * it completes (always exactly one, from a fresh state) is dropped. */
+        e->warm_pending = 0;
+        for (int k = 0; k < v->enc_group; k++) enc_push(v, kc, e, frame, e->discard, scratch);
+    }
     *n_latents = enc_push(v, kc, e, frame, out_latent, scratch);
     return 0;
 }

@@ -21,6 +21,15 @@
  * 2^(time downscales) frames pushed complete one latent; flush completes a partial group by
  * repeating the last frame (upstream encode_video pads the clip that way).
  *
+ * Warm start (cfg.warm_start, off for upstream models): a clip's first latent is made and read
+ * as if one latent of its first frame came before it, instead of with empty MemBlock memory.
+ * The decoder runs the first latent after init/reset twice and drops the first pass's frames
+ * (fpl of them, before frames_to_trim applies): decoding [z0, z1, ...] equals decoding
+ * [z0, z0, z1, ...] without warm start minus its first fpl frames. The encoder pushes the
+ * first frame after init/reset frames_per_encoded_latent extra times and drops the latent
+ * that completes: encoding [f0, f1, ...] equals encoding [f0 x group, f0, f1, ...] without
+ * warm start minus its first latent. Frame and latent counts are those without warm start.
+ *
  * Layouts: latents are [C, h, w] per frame (one frame of the DiT's [F, C, h, w]); pixel frames
  * are planar RGB float [3, H, W] in [0, 1]; fb_taehv_to_rgb24() / fb_taehv_from_rgb24()
  * convert to and from packed 8-bit RGB.
@@ -86,10 +95,10 @@ double fb_taehv_decode_flops(const fb_taehv *vae, int latent_h, int latent_w);
 int fb_taehv_stream_init(const fb_taehv *vae, int latent_h, int latent_w,
                          fb_taehv_stream **out, char *err, size_t err_size);
 void fb_taehv_stream_free(fb_taehv_stream *ds);
-/* Forgets the past: the next latent starts a new clip (and is trimmed again). */
+/* Forgets the past: the next latent starts a new clip (trimmed, and warm-started, again). */
 void fb_taehv_stream_reset(fb_taehv_stream *ds);
 size_t fb_taehv_stream_bytes(const fb_taehv *vae, int latent_h, int latent_w);
-/* Pixel frames the next n latents will produce (trimming included). */
+/* Pixel frames the next n latents will produce (trimming and a warm start included). */
 int fb_taehv_stream_frames_for(const fb_taehv_stream *ds, int n_latents);
 
 size_t fb_taehv_decode_scratch_bytes(const fb_taehv *vae, int latent_h, int latent_w);
@@ -107,11 +116,13 @@ int fb_taehv_decode(const fb_taehv *vae, fb_kctx *kc, fb_taehv_stream *ds,
 int fb_taehv_enc_init(const fb_taehv *vae, int height, int width, fb_taehv_enc **out,
                       char *err, size_t err_size);
 void fb_taehv_enc_free(fb_taehv_enc *enc);
+/* Forgets the past: the next frame starts a new clip (warm-started again). */
 void fb_taehv_enc_reset(fb_taehv_enc *enc);
 size_t fb_taehv_encode_scratch_bytes(const fb_taehv *vae, int height, int width);
 
 /* Pushes one frame [3, H, W] (RGB in [0, 1]). When it completes a group, writes one latent
- * [C, H / s, W / s] to out_latent and sets *n_latents = 1, else 0. */
+ * [C, H / s, W / s] to out_latent and sets *n_latents = 1, else 0. With a warm start pending
+ * the frame is first pushed a whole group of times (that latent is dropped, not written). */
 int fb_taehv_encode_push(const fb_taehv *vae, fb_kctx *kc, fb_taehv_enc *enc,
                          const float *frame, float *out_latent, int *n_latents, void *scratch,
                          size_t scratch_bytes, char *err, size_t err_size);

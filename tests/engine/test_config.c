@@ -80,6 +80,7 @@ int main(void)
     CHECK(cfg.vae.decoder_time_upscale[0] == 0 && cfg.vae.decoder_time_upscale[2] == 1);
     CHECK(cfg.sampler.n_steps == 4 && cfg.sampler.steps[3] == 250.0f && cfg.sampler.warp);
     CHECK(cfg.sampler.guidance == 1.0f);   /* absent: off */
+    CHECK(cfg.vae.warm_start == 0);        /* absent: off */
     CHECK(cfg.stream.positions == FB_POS_WINDOW && cfg.stream.fps == 16.0);
     CHECK(strcmp(cfg.tokenizer_tensor, "tokenizer.spm") == 0);
     /* derived sizes of Wan2.1 1.3B with TAEW2.1 */
@@ -106,6 +107,23 @@ int main(void)
               g.sampler.guidance == 1.0f);
         CHECK(parse_mutated_into("sampler.guidance", "20", &g, err, sizeof err) == 0 &&
               g.sampler.guidance == 20.0f);
+    }
+    {
+        /* vae.warm_start: an optional boolean; the frame counts per chunk do not change */
+        fb_config g;
+        CHECK_MSG(parse_mutated_into("vae.warm_start", "true", &g, err, sizeof err) == 0, "%s",
+                  err);
+        CHECK(g.vae.warm_start == 1);
+        CHECK(fb_config_frames_in_chunk(&g, 0) == 9 && fb_config_frames_in_chunk(&g, 1) == 12);
+        CHECK(parse_mutated_into("vae.warm_start", "false", &g, err, sizeof err) == 0 &&
+              g.vae.warm_start == 0);
+        CHECK(parse_mutated_into("vae.warm_start", NULL, &g, err, sizeof err) == 0 &&
+              g.vae.warm_start == 0);
+        /* a config built in C must hold 0 or 1 */
+        g.vae.warm_start = 2;
+        CHECK(fb_config_validate(&g, err, sizeof err) == -1 && strstr(err, "vae.warm_start"));
+        g.vae.warm_start = 1;
+        CHECK_MSG(fb_config_validate(&g, err, sizeof err) == 0, "%s", err);
     }
     /* window -1 = unbounded: only with absolute positions, then what the RoPE table allows */
     CHECK(parse_mutated("stream.window_frames", "-1", err, sizeof err) == -1 &&
@@ -158,6 +176,10 @@ int main(void)
         {"vae.decoder_time_upscale", "[true, true]", "vae.decoder_time_upscale"},
         {"vae.decoder_space_upscale", "[true, 1, true]", "vae.decoder_space_upscale[1]"},
         {"vae.frames_to_trim", "12", "vae.frames_to_trim"},
+        {"vae.warm_start", "1", "vae.warm_start: must be true or false"},
+        {"vae.warm_start", "\"true\"", "vae.warm_start: must be true or false"},
+        {"vae.warm_start", "null", "vae.warm_start: must be true or false"},
+        {"vae.warmstart", "true", "vae.warmstart: unknown key"},
         {"sampler.steps", "[]", "sampler.steps: must have 1 to"},
         {"sampler.steps", "[1000, 1000]", "sampler.steps[1]: steps must decrease"},
         {"sampler.steps", "[2000]", "sampler.steps[0]"},

@@ -9,7 +9,14 @@
  *   - two independent streams do not share memory;
  *   - encoding frames one by one then flushing equals pushing copies of the last frame;
  *   - a TGrow weight with extra leading rows behaves as the weight made of its last rows;
- *   - a decoder-only file loads, reports no encoder and refuses an encoder state. */
+ *   - a decoder-only file loads, reports no encoder and refuses an encoder state;
+ *   - warm start (vae.warm_start), with frames_to_trim 3 and 0: decoding [z0, z1, ...] in any
+ *     split, and again after a reset, equals decoding [z0, z0, z1, ...] without warm start
+ *     minus its first 4 frames, with the same frame counts as without warm start; encoding
+ *     [f0, ..., f6] + flush equals encoding [f0 x 4, f0, ..., f6] + flush without warm start
+ *     minus its first latent, latents completing at the same pushes as without warm start;
+ *     a still image pushed A x 4 times gives exactly A latents (the engine's image anchors);
+ *     and the warm results differ from the cold ones (the option does something). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +159,207 @@ static int decode_split(fb_taehv *v, fb_kctx *kc, fb_taehv_stream *ds, const flo
     return total;
 }
 
+static double max_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst;
+}
+
+/* Tolerance of the warm == cold-with-a-repeated-input equivalences (the same computation, so
+ * bit-identical is expected; the contract with the Python reference is float rounding). */
+#define WARM_TOL 1e-6
+
+/* Warm-start decoder equivalence for the model of cfg with frames_to_trim `trim`. */
+static void check_warm_decode(fb_kctx *kc, const fb_vae_config *cfg, int trim, const float *lat,
+                              int T, size_t lat_n) {
+    fb_vae_config cold_cfg = *cfg, warm_cfg = *cfg;
+    cold_cfg.frames_to_trim = warm_cfg.frames_to_trim = trim;
+    cold_cfg.warm_start = 0;
+    warm_cfg.warm_start = 1;
+    fb_taehv *vc = load(&cold_cfg, 1, 0), *vw = load(&warm_cfg, 1, 0);
+    if (!vc || !vw) {
+        fb_taehv_free(vc);
+        fb_taehv_free(vw);
+        return;
+    }
+    char err[256];
+    int H, W;
+    fb_taehv_frame_size(vw, 4, 6, &H, &W);
+    const size_t frame_n = (size_t)3 * H * W;
+    const int fpl = fb_taehv_frames_per_latent(vw);
+    const int n_warm = fpl * T - trim; /* what a cold stream gives for T latents */
+
+    /* Cold decode of [z0, z0, z1, ..., z_{T-1}]; its first fpl frames are not compared. */
+    float *lat2 = malloc((size_t)(T + 1) * lat_n * sizeof(float));
+    memcpy(lat2, lat, lat_n * sizeof(float));
+    memcpy(lat2 + lat_n, lat, (size_t)T * lat_n * sizeof(float));
+    float *ref = calloc((size_t)fpl * (T + 1) * frame_n, sizeof(float));
+    float *got = calloc((size_t)fpl * (T + 1) * frame_n, sizeof(float));
+    fb_taehv_stream *dc = NULL, *dw = NULL;
+    CHECK(fb_taehv_stream_init(vc, 4, 6, &dc, err, sizeof err) == 0);
+    CHECK(fb_taehv_stream_init(vw, 4, 6, &dw, err, sizeof err) == 0);
+    const int whole_c[1] = {T + 1};
+    CHECK(decode_split(vc, kc, dc, lat2, lat_n, whole_c, 1, ref, frame_n) ==
+          fpl * (T + 1) - trim);
+    const float *want = ref + (size_t)fpl * frame_n;
+
+    /* Frame counts are the cold ones. */
+    CHECK(fb_taehv_stream_frames_for(dw, 0) == 0);
+    CHECK(fb_taehv_stream_frames_for(dw, 1) == fpl - trim);
+    CHECK(fb_taehv_stream_frames_for(dw, T) == n_warm);
+
+    /* One latent per call (as the engine decodes chunk by chunk), all at once and 2 + rest,
+     * each after a reset but the first. */
+    int ones[16], whole[1] = {T}, split[2] = {2, T - 2};
+    for (int i = 0; i < T; i++) ones[i] = 1;
+    const int *splits[3] = {ones, whole, split};
+    const int n_splits[3] = {T, 1, 2};
+    int all_identical = 1;
+    for (int k = 0; k < 3; k++) {
+        if (k) fb_taehv_stream_reset(dw);
+        memset(got, 0, (size_t)fpl * (T + 1) * frame_n * sizeof(float));
+        int n = decode_split(vw, kc, dw, lat, lat_n, splits[k], n_splits[k], got, frame_n);
+        CHECK_MSG(n == n_warm, "trim %d split %d: %d frames, expected %d", trim, k, n, n_warm);
+        double d = max_diff(got, want, (size_t)n_warm * frame_n);
+        CHECK_MSG(d <= WARM_TOL, "trim %d split %d: warm decode differs by %g", trim, k, d);
+        all_identical &= memcmp(got, want, (size_t)n_warm * frame_n * sizeof(float)) == 0;
+        /* After the first latent the stream is no longer warm-pending: 4 frames per latent. */
+        CHECK(fb_taehv_stream_frames_for(dw, 1) == fpl);
+    }
+    printf("warm decode (trim %d) == cold decode of [z0, z0, ...] minus %d frames: %s\n", trim,
+           fpl, all_identical ? "bit-identical" : "within tolerance");
+
+    /* Warm start changes the first frames: a cold stream of [z0, ...] gives other frames. */
+    fb_taehv_stream_reset(dc);
+    CHECK(decode_split(vc, kc, dc, lat, lat_n, whole, 1, ref, frame_n) == n_warm);
+    CHECK(max_diff(ref, got, frame_n) > 1e-3);
+
+    fb_taehv_stream_free(dc);
+    fb_taehv_stream_free(dw);
+    fb_taehv_free(vc);
+    fb_taehv_free(vw);
+    free(lat2);
+    free(ref);
+    free(got);
+}
+
+/* Pushes n frames (frame i = frames + idx[i] * frame_n) and flushes when `flush`; latents go to
+ * out, returns their count. */
+static int encode_frames(fb_taehv *v, fb_kctx *kc, fb_taehv_enc *enc, const float *frames,
+                         size_t frame_n, const int *idx, int n, int flush, float *out,
+                         size_t elat_n, void *es, size_t esb) {
+    char err[256];
+    int got = 0, k;
+    for (int i = 0; i < n; i++) {
+        CHECK_MSG(fb_taehv_encode_push(v, kc, enc, frames + (size_t)idx[i] * frame_n,
+                                       out + (size_t)got * elat_n, &k, es, esb, err,
+                                       sizeof err) == 0, "%s", err);
+        got += k;
+    }
+    if (flush) {
+        CHECK_MSG(fb_taehv_encode_flush(v, kc, enc, out + (size_t)got * elat_n, &k, es, esb, err,
+                                        sizeof err) == 0, "%s", err);
+        got += k;
+    }
+    return got;
+}
+
+/* Warm-start encoder equivalence on NF frames [3, H, W]. */
+static void check_warm_encode(fb_kctx *kc, const fb_vae_config *cfg, const float *frames,
+                              int NF, int H, int W) {
+    fb_vae_config cold_cfg = *cfg, warm_cfg = *cfg;
+    cold_cfg.warm_start = 0;
+    warm_cfg.warm_start = 1;
+    fb_taehv *vc = load(&cold_cfg, 1, 0), *vw = load(&warm_cfg, 1, 0);
+    if (!vc || !vw) {
+        fb_taehv_free(vc);
+        fb_taehv_free(vw);
+        return;
+    }
+    char err[256];
+    const int g = fb_taehv_frames_per_encoded_latent(vw), m = fb_taehv_encoder_size_multiple(vw);
+    CHECK(g == 4);
+    const size_t frame_n = (size_t)3 * H * W;
+    const size_t elat_n = (size_t)cfg->latent_channels * (H / m) * (W / m);
+    const size_t esb = fb_taehv_encode_scratch_bytes(vw, H, W);
+    CHECK(esb == fb_taehv_encode_scratch_bytes(vc, H, W));
+    void *es = malloc(esb);
+    enum { MAX_F = 32, MAX_L = 8 };
+    CHECK(NF + g <= MAX_F && 4 * g <= MAX_F);
+    float *ref = calloc((size_t)MAX_L * elat_n, sizeof(float));
+    float *got = calloc((size_t)MAX_L * elat_n, sizeof(float));
+    fb_taehv_enc *ec = NULL, *ew = NULL;
+    CHECK(fb_taehv_enc_init(vc, H, W, &ec, err, sizeof err) == 0);
+    CHECK(fb_taehv_enc_init(vw, H, W, &ew, err, sizeof err) == 0);
+    if (!ec || !ew) goto out;
+
+    /* Cold: [f0 x g, f0, ..., f_{NF-1}] + flush. */
+    int idx[MAX_F], n_idx = 0;
+    for (int i = 0; i < g; i++) idx[n_idx++] = 0;
+    for (int i = 0; i < NF; i++) idx[n_idx++] = i;
+    const int n_lat = (NF + g - 1) / g;
+    CHECK(encode_frames(vc, kc, ec, frames, frame_n, idx, n_idx, 1, ref, elat_n, es, esb) ==
+          n_lat + 1);
+
+    /* Warm: a flush before any frame neither writes a latent nor uses up the warm start. */
+    int k = -1;
+    CHECK(fb_taehv_encode_flush(vw, kc, ew, got, &k, es, esb, err, sizeof err) == 0 && k == 0);
+    /* [f0, ..., f_{NF-1}], latents completing at the cold pushes (every g-th frame). */
+    int total = 0;
+    for (int f = 0; f < NF; f++) {
+        CHECK(fb_taehv_encode_push(vw, kc, ew, frames + (size_t)f * frame_n,
+                                   got + (size_t)total * elat_n, &k, es, esb, err,
+                                   sizeof err) == 0);
+        CHECK_MSG(k == (f % g == g - 1), "warm push of frame %d gave %d latents", f, k);
+        total += k;
+    }
+    CHECK(fb_taehv_encode_flush(vw, kc, ew, got + (size_t)total * elat_n, &k, es, esb, err,
+                                sizeof err) == 0);
+    total += k;
+    CHECK(total == n_lat);
+    double d = max_diff(got, ref + elat_n, (size_t)n_lat * elat_n);
+    CHECK_MSG(d <= WARM_TOL, "warm encode differs by %g", d);
+    printf("warm encode == cold encode of [f0 x %d, f0, ...] minus its first latent: %s\n", g,
+           memcmp(got, ref + elat_n, (size_t)n_lat * elat_n * sizeof(float)) == 0
+               ? "bit-identical" : "within tolerance");
+
+    /* After a reset the warm start applies again. */
+    fb_taehv_enc_reset(ew);
+    float *again = calloc((size_t)MAX_L * elat_n, sizeof(float));
+    for (int i = 0; i < NF; i++) idx[i] = i;
+    CHECK(encode_frames(vw, kc, ew, frames, frame_n, idx, NF, 1, again, elat_n, es, esb) ==
+          n_lat);
+    CHECK(memcmp(again, got, (size_t)n_lat * elat_n * sizeof(float)) == 0);
+
+    /* Warm start changes the first latent: a cold encode of the same frames differs. */
+    fb_taehv_enc_reset(ec);
+    CHECK(encode_frames(vc, kc, ec, frames, frame_n, idx, NF, 1, again, elat_n, es, esb) ==
+          n_lat);
+    CHECK(max_diff(again, got, elat_n) > 1e-4);
+
+    /* Image anchors (engine_stream.c): a still pushed A x g times gives exactly A latents, the
+     * cold encode of (A + 1) x g copies minus its first. */
+    const int A = 3;
+    for (int i = 0; i < (A + 1) * g; i++) idx[i] = 0;
+    fb_taehv_enc_reset(ec);
+    fb_taehv_enc_reset(ew);
+    CHECK(encode_frames(vc, kc, ec, frames, frame_n, idx, (A + 1) * g, 0, ref, elat_n, es,
+                        esb) == A + 1);
+    CHECK(encode_frames(vw, kc, ew, frames, frame_n, idx, A * g, 0, again, elat_n, es, esb) ==
+          A);
+    d = max_diff(again, ref + elat_n, (size_t)A * elat_n);
+    CHECK_MSG(d <= WARM_TOL, "warm still-image encode differs by %g", d);
+    free(again);
+out:
+    fb_taehv_enc_free(ec);
+    fb_taehv_enc_free(ew);
+    fb_taehv_free(vc);
+    fb_taehv_free(vw);
+    free(es);
+    free(ref);
+    free(got);
+}
+
 int main(void) {
     /* latent 4 ch; decoder 8 -> 6 -> 4 -> 4, time x1 x2 x2, space x2 x1 x2, patch 2;
      * encoder 6 ch, time /2 /2 /1 (size multiple 2^3 * 2 = 16). */
@@ -275,6 +483,25 @@ int main(void) {
     CHECK(got == 2 && memcmp(l1, l2, 2 * elat_n * sizeof(float)) == 0);
     fb_taehv_enc_free(enc);
     free(es);
+
+    /* Warm start. */
+    check_warm_decode(kc, &cfg, 3, lat, T, lat_n);
+    check_warm_decode(kc, &cfg, 0, lat, T, lat_n);
+    check_warm_encode(kc, &cfg, a, 7, H, W);
+    {
+        /* A C-built config with a non-boolean warm_start is refused, naming the field. */
+        fb_vae_config bad = cfg;
+        bad.warm_start = 2;
+        size_t size;
+        unsigned char *img = pack(1, 0, &size);
+        fb_safetensors *st = fb_st_open_memory(img, size, err, sizeof err);
+        fb_taehv *vb = NULL;
+        CHECK(st && fb_taehv_load(st, "", &bad, &vb, err, sizeof err) == -1 && vb == NULL);
+        CHECK(strstr(err, "warm_start") != NULL);
+        printf("bad warm_start: %s\n", err);
+        fb_st_close(st);
+        free(img);
+    }
 
     /* Decoder-only file. */
     fb_taehv *v3 = load(&cfg, 0, 0);

@@ -30,6 +30,9 @@ def parse(argv):
     ap.add_argument("--init-from", default=None, metavar="FILE",
                     help="seed stages that have no state yet from an exported model file "
                          "(e.g. models/default/model.safetensors) and continue from its steps")
+    ap.add_argument("--grow-dit", action="store_true",
+                    help="first grow the DiT checkpoint to the depth tools/train/config.py asks for "
+                         "(added blocks start as the identity), then go on as usual")
     ap.add_argument("--ae-check", default=None, metavar="PNG",
                     help="encode + decode held-out clips with the autoencoder checkpoint, print "
                          "PSNR per latent frame (whole / object pixels), write a PNG and exit")
@@ -125,6 +128,9 @@ def main(argv=None):
             raise SystemExit("train: %s: no such model file" % args.init_from)
         from . import export
         export.init_from(root, tc, args.init_from)
+    if args.grow_dit:
+        from . import grow
+        grow.grow(root, tc)
     if not args.no_train:
         stages = C.STAGES if args.stage == "all" else (args.stage,)
         for name in stages:

@@ -58,11 +58,15 @@ def vae_config():
                      encoder_time_downscale=[True, True, False], frames_to_trim=0, patch_size=1)
 
 
+# DiT depth. A run may grow it (tools/train.sh --grow-dit, tools/train/grow.py).
+DIT_LAYERS = 6
+
+
 def model_config(vocab_size, text_len):
     """The full config once the tokenizer (vocab size) and caption length are known."""
     cfg = ModelConfig(
         dit=DiTConfig(patch_size=[1, 2, 2], in_dim=8, out_dim=8, dim=256, ffn_dim=1024,
-                      freq_dim=256, text_dim=128, text_len=text_len, num_heads=4, num_layers=6,
+                      freq_dim=256, text_dim=128, text_len=text_len, num_heads=4, num_layers=DIT_LAYERS,
                       qk_norm=True, cross_attn_norm=True, eps=1e-6),
         text_encoder=TextEncoderConfig(arch="umt5", vocab=vocab_size, dim=128, dim_attn=128,
                                        dim_ffn=512, num_heads=4, num_layers=2, num_buckets=32,

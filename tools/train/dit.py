@@ -286,6 +286,11 @@ def build_cache(root, tc, vae, budget):
 
 # ---- the stage ------------------------------------------------------------------------------
 
+# Settings a run may change between resumptions (sizes, loss weights, the data's warm start).
+RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
+             "first_chunk_weight", "start_every", "start_batch", "start_latents", "warm_start")
+
+
 def settings(tc, cfg):
     s = tc.stage_dict("dit")
     s["model"] = cfg.to_dict()
@@ -330,9 +335,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     cur = settings(tc, cfg)
     ck = state.load_ckpt(ck_path)
     if ck is not None:
-        state.check_settings(ck["settings"], cur, "dit", resizable=("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
-                                     "first_chunk_weight", "start_every", "start_batch",
-                                     "start_latents", "warm_start"))
+        state.check_settings(ck["settings"], cur, "dit", resizable=RESIZABLE)
     vae, _ = ae_stage.load_trained(root)
     vae.cfg.warm_start = cfg.vae.warm_start
     if not build_cache(root, tc, vae, budget):

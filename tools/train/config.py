@@ -59,7 +59,7 @@ def vae_config():
 
 
 # DiT depth. A run may grow it (tools/train.sh --grow-dit, tools/train/grow.py).
-DIT_LAYERS = 6
+DIT_LAYERS = 10
 
 
 def model_config(vocab_size, text_len):

@@ -198,7 +198,9 @@ def main():
     # The default model's config validates and its DiT is the planned size.
     full = C.model_config(155, 56)
     n = sum(p.numel() for p in WanDiT(full.dit).parameters())
-    check(5e6 < n < 9e6, "default DiT has %.2fM parameters" % (n / 1e6))
+    # (1.05M per block: the 50 MB file limit at float16 leaves room for ~20 blocks)
+    check(abs(n - (0.642e6 + full.dit.num_layers * 1.055e6)) < 0.01e6 and n < 20e6,
+          "default DiT has %.2fM parameters (%d blocks)" % (n / 1e6, full.dit.num_layers))
     n_t5 = sum(p.numel() for p in T5Encoder(full.text_encoder).parameters())
     check(n_t5 < 1e6, "default text encoder has %.2fM parameters" % (n_t5 / 1e6))
     finish()

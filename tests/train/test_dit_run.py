@@ -48,6 +48,7 @@ def prepare(root, tc, vae_state):
 
 
 def main():
+    C.DIT_LAYERS = 2                            # the loop is the subject, not the depth
     tc = tiny(C.TrainConfig())
     torch.manual_seed(3)
     vae_state = build_model(1).state_dict()

@@ -178,10 +178,11 @@ class Batches:
         noisy chunks' captions, "" (index 2) with probability dropout per chunk).
 
         latents: cut every clip to its first this many latent frames (a short stream), else F
-        is the cached clip's length. Only a clip's start can stand for a stream's start: the
-        encoder's first latent frame (made with empty memory) differs from every later one
-        (a frame-to-frame difference of 1.9 standard deviations against 0.2), as the first
-        latent the DiT draws at inference must."""
+        is the cached clip's length. Only a clip's start stands for a stream's start: its
+        first latent is encoded the way a stream's first one is decoded (from empty memory,
+        or warm-started from a still first frame with vae.warm_start), never with the memory
+        of earlier motion. Without the warm start the first latent differs from the second by
+        1.9 standard deviations, later neighbours by 0.2."""
         N = self.lat.shape[0]
         idx = rng.integers(0, N, batch) if clips is None else np.asarray(clips)
         F_ = self.lat.shape[1] if latents is None else latents

@@ -169,19 +169,27 @@ static double max_diff(const float *a, const float *b, size_t n) {
  * bit-identical is expected; the contract with the Python reference is float rounding). */
 #define WARM_TOL 1e-6
 
-/* Warm-start decoder equivalence for the model of cfg with frames_to_trim `trim`. */
-static void check_warm_decode(fb_kctx *kc, const fb_vae_config *cfg, int trim, const float *lat,
-                              int T, size_t lat_n) {
+/* The model of cfg with frames_to_trim `trim`, without (*vc) and with (*vw) warm start, on
+ * the same weights; nonzero (both NULL) when either fails to load. */
+static int load_cold_warm(const fb_vae_config *cfg, int trim, fb_taehv **vc, fb_taehv **vw) {
     fb_vae_config cold_cfg = *cfg, warm_cfg = *cfg;
     cold_cfg.frames_to_trim = warm_cfg.frames_to_trim = trim;
     cold_cfg.warm_start = 0;
     warm_cfg.warm_start = 1;
-    fb_taehv *vc = load(&cold_cfg, 1, 0), *vw = load(&warm_cfg, 1, 0);
-    if (!vc || !vw) {
-        fb_taehv_free(vc);
-        fb_taehv_free(vw);
-        return;
-    }
+    *vc = load(&cold_cfg, 1, 0);
+    *vw = load(&warm_cfg, 1, 0);
+    if (*vc && *vw) return 0;
+    fb_taehv_free(*vc);
+    fb_taehv_free(*vw);
+    *vc = *vw = NULL;
+    return -1;
+}
+
+/* Warm-start decoder equivalence for the model of cfg with frames_to_trim `trim`. */
+static void check_warm_decode(fb_kctx *kc, const fb_vae_config *cfg, int trim, const float *lat,
+                              int T, size_t lat_n) {
+    fb_taehv *vc, *vw;
+    if (load_cold_warm(cfg, trim, &vc, &vw)) return;
     char err[256];
     int H, W;
     fb_taehv_frame_size(vw, 4, 6, &H, &W);
@@ -267,15 +275,8 @@ static int encode_frames(fb_taehv *v, fb_kctx *kc, fb_taehv_enc *enc, const floa
 /* Warm-start encoder equivalence on NF frames [3, H, W]. */
 static void check_warm_encode(fb_kctx *kc, const fb_vae_config *cfg, const float *frames,
                               int NF, int H, int W) {
-    fb_vae_config cold_cfg = *cfg, warm_cfg = *cfg;
-    cold_cfg.warm_start = 0;
-    warm_cfg.warm_start = 1;
-    fb_taehv *vc = load(&cold_cfg, 1, 0), *vw = load(&warm_cfg, 1, 0);
-    if (!vc || !vw) {
-        fb_taehv_free(vc);
-        fb_taehv_free(vw);
-        return;
-    }
+    fb_taehv *vc, *vw;
+    if (load_cold_warm(cfg, cfg->frames_to_trim, &vc, &vw)) return;
     char err[256];
     const int g = fb_taehv_frames_per_encoded_latent(vw), m = fb_taehv_encoder_size_multiple(vw);
     CHECK(g == 4);

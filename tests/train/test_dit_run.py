@@ -7,24 +7,12 @@ import shutil
 
 import torch
 
-from common import check, finish, tmpdir
+from common import StopAfter, check, finish, tmpdir
 
 from train import config as C
 from train import dit, state
 from train import tokenizer as tok_stage
 from train.ae import build_model
-
-
-class StopAfter(state.Budget):
-    """Says stop after n steps (the loop asks once per step, the cache once per shard)."""
-
-    def __init__(self, n):
-        super().__init__(None, ckpt_minutes=1e9)
-        self.left = n
-
-    def should_stop(self):
-        self.left -= 1
-        return self.left < 0
 
 
 def tiny(tc):

@@ -5,22 +5,10 @@ import os
 
 import torch
 
-from common import check, finish, tmpdir
+from common import StopAfter, check, finish, tmpdir
 
 from train import ae, data, state
 from train import config as C
-
-
-class StopAfter(state.Budget):
-    """Says stop after n steps (the loop asks once per step)."""
-
-    def __init__(self, n):
-        super().__init__(None, ckpt_minutes=1e9)
-        self.left = n
-
-    def should_stop(self):
-        self.left -= 1
-        return self.left < 0
 
 
 def small(tc):

@@ -60,8 +60,8 @@ def grow(root, tc):
     want = dit_stage.settings(tc, cfg)
     # Everything but the depth (and what a run may change anyway) must match: growing is not a
     # way around the settings check.
-    state.check_settings(dict(saved), want, "dit", resizable=dit_stage.RESIZABLE)
-    t5, net = dit_stage.build_models(cfg, 0)
+    state.check_settings(saved, want, "dit", resizable=dit_stage.RESIZABLE)
+    _, net = dit_stage.build_models(cfg, 0)
     for key in ("model", "ema"):
         ck[key]["dit"] = grow_state(ck[key]["dit"], old, new)
         net.load_state_dict(ck[key]["dit"])          # every name and shape as the config says

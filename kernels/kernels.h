@@ -23,7 +23,9 @@
  * heads x query tiles) and the calling thread works too.
  *
  * OpenBLAS: the CPU backend runs OpenBLAS single-threaded (openblas_set_num_threads(1), set
- * when a context is created) and splits every GEMM over its own workers along M or N. This
+ * when a context is created) and splits every GEMM over its own workers along M or N.
+ * fb_linear (the DiT's and text encoder's linears) does not use it: its own kernels fix the
+ * summation order (see fb_linear), which OpenBLAS's CPU-specific kernels do not. This
  * keeps one pool of threads on the machine instead of two pools that spin against each other
  * (OpenBLAS's threads busy-wait after each call), and lets several contexts run GEMMs at the
  * same time without OpenBLAS's global lock serialising them. At the DiT's shapes the split
@@ -76,20 +78,24 @@ void fb_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* torch.nn.Linear: y[M,N] = x[M,K] * W[N,K]^T + b[N]; b may be NULL. y must not overlap x.
- * The result does not depend on the context's thread count (the CPU split never sends a block
- * of a threaded product to a differently-summing small-matrix kernel). */
+ * On the CPU every element is summed in one fixed order, whatever the shape, the thread count
+ * or the CPU's vector width: acc = 0, acc = fma(x[i,k], W[j,k], acc) for k ascending, then
+ * acc + b[j]. fb_linear_fma_ref is that loop, and the CPU fb_linear equals it bit for bit (so
+ * a row's numbers never depend on the rows computed with it). fb_linear_ref is the textbook
+ * double-precision version the error bounds are measured against. */
 void fb_linear(fb_kctx *k, const float *x, const float *W, const float *b, float *y, int M,
                int N, int K);
 void fb_linear_ref(const float *x, const float *W, const float *b, float *y, int M, int N,
                    int K);
+void fb_linear_fma_ref(const float *x, const float *W, const float *b, float *y, int M, int N,
+                       int K);
 
 /* fb_linear over a stack of row segments (the token rows of several independent calls, one
  * after another): y[M,N] for M = seg_rows[0] + ... + seg_rows[n_seg-1]. Each segment's rows
  * come out bit for bit as fb_linear on that segment alone computes them, so batching calls
- * never changes their numbers. Segments are merged
- * into one product where the backend's GEMM gives each row independently of the product's
- * height, and run one by one where it would not (on the CPU: products small enough for
- * OpenBLAS's small-matrix kernels, which sum in another order than its blocked ones). */
+ * never changes their numbers. On the CPU every row is computed alone anyway (fb_linear's
+ * fixed order), so the stack is one product; a backend whose GEMM sums in a shape-dependent
+ * order would run the segments one by one. */
 void fb_linear_rows(fb_kctx *k, const float *x, const float *W, const float *b, float *y,
                     const int *seg_rows, int n_seg, int N, int K);
 

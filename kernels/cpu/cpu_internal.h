@@ -45,6 +45,17 @@
 #define FB_ATTN_BK 512
 #endif
 
+/* fb_linear (linear.c): W is packed in blocks of FB_LINEAR_KC depths x at most
+ * FB_LINEAR_NR_MAX columns into each thread's scratch (64 KB, within L2 beside the rows). */
+#define FB_LINEAR_KC 512
+#define FB_LINEAR_NR_MAX 32
+
+/* Tests and the benchmark: run fb_linear with one of its kernels. Returns -1 (and *name NULL)
+ * when this CPU cannot run that one; *name is the kernel's name. */
+enum { FB_LINEAR_BEST, FB_LINEAR_PORTABLE, FB_LINEAR_AVX2, FB_LINEAR_AVX512 };
+int fb__linear_isa(fb_kctx *k, int which, const float *x, const float *W, const float *b,
+                   float *y, int M, int N, int K, const char **name);
+
 struct fb_kctx {
     int n_threads;
     pthread_t *workers;          /* n_threads - 1 */
@@ -62,6 +73,9 @@ struct fb_kctx {
     /* per-thread attention scratch: scores [BQ*BK], accumulator [BQ*MAX_DH], m, l [BQ] */
     float *attn_scratch;
     size_t attn_stride;          /* floats per thread */
+    /* per-thread packed-weight panels of fb_linear */
+    float *lin_scratch;
+    size_t lin_stride;           /* floats per thread */
 };
 
 /* e^x for x in [-87, 87] (callers clamp), relative error ~2e-7; branch-free so loops over it

@@ -70,9 +70,12 @@ int fb_kctx_init(fb_kctx **out, int n_threads, char *err, size_t err_size)
                      2 * FB_ATTN_BQ + 16;
     k->attn_scratch = aligned_alloc(64, ((k->attn_stride * (size_t)n_threads * sizeof(float)) + 63) /
                                             64 * 64);
+    k->lin_stride = (size_t)FB_LINEAR_KC * FB_LINEAR_NR_MAX;
+    k->lin_scratch = aligned_alloc(64, k->lin_stride * (size_t)n_threads * sizeof(float));
     k->workers = n_threads > 1 ? calloc((size_t)n_threads - 1, sizeof(pthread_t)) : NULL;
-    if (!k->attn_scratch || (n_threads > 1 && !k->workers)) {
+    if (!k->attn_scratch || !k->lin_scratch || (n_threads > 1 && !k->workers)) {
         free(k->attn_scratch);
+        free(k->lin_scratch);
         free(k->workers);
         free(k);
         snprintf(err, err_size, "kernels: out of memory creating the context");
@@ -120,6 +123,7 @@ void fb_kctx_free(fb_kctx *k)
     pthread_cond_destroy(&k->cv_done);
     free(k->workers);
     free(k->attn_scratch);
+    free(k->lin_scratch);
     free(k);
 }
 

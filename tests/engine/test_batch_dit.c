@@ -1,10 +1,9 @@
 /* The batched DiT forward and the kernel it stands on, against the same work done one call at
  * a time:
  *   linear_rows  fb_linear_rows gives every row segment bit for bit what fb_linear gives that
- *                segment alone, for heights, widths and depths around OpenBLAS's small-matrix
- *                limits, on 1, 2 and 3 threads (the rule in kernels/cpu/gemm.c is checked
- *                against the installed library here); fb_linear gives the same bits on 1 to
- *                16 threads;
+ *                segment alone, for heights (around the kernels' 6-row tiles and 96-row
+ *                blocks), widths (around their 16- and 32-column panels) and depths, on 1, 2
+ *                and 3 threads; fb_linear gives the same bits on 1 to 16 threads;
  *   batch        fb_dit_forward_batch over calls that differ in everything a call owns (t,
  *                prompt, cache, past length, frame count, latent size, storing or not, no
  *                plan) gives each call's flow and each stored K/V and latent bit for bit as the
@@ -104,9 +103,8 @@ static void test_linear_rows(fb_kctx *const *ctx, int n_ctx)
     free(r);
 }
 
-/* fb_linear gives the same bits on any number of threads: a threaded product is never cut into
- * blocks small enough for OpenBLAS's small-matrix kernels (these shapes were, on 14-16
- * threads). */
+/* fb_linear gives the same bits on any number of threads, however its tasks cut the product
+ * (on 14-16 threads these shapes cut into the smallest blocks). */
 static void test_linear_threads(void)
 {
     static const int shapes[][3] = {{32, 256, 256}, {16, 1024, 64}, {32, 2048, 32},

@@ -1,9 +1,9 @@
 /* tests/kernels/bench_kernels.c - fb_bench_kernels: kernel throughput on this machine.
  *
- * Prints SGEMM GFLOP/s at the DiT's shapes (Wan2.1-1.3B linears for one 3-frame chunk, and
- * smaller ones), the best large square SGEMM as the measured peak, both with our thread split
- * (OpenBLAS serial) and with OpenBLAS's own threads (the alternative kernels.h rejected), and
- * attention throughput. Not a test: numbers only.
+ * Prints fb_linear GFLOP/s at the DiT's shapes (Wan2.1-1.3B linears for one 3-frame chunk, the
+ * default model's for one chunk, and smaller ones) next to OpenBLAS's SGEMM on its own threads
+ * (the alternative kernels.h rejected), the best of them as the measured peak, and attention
+ * throughput. Not a test: numbers only.
  * Usage: fb_bench_kernels [--threads N] [--quick]
  */
 #include <cblas.h>
@@ -114,6 +114,9 @@ int main(int argc, char **argv)
         {"wan1.3b cross kv  512x1536x1536", 512, 1536, 1536},
         {"small  q/k/v/o    1560x512x512", 1560, 512, 512},
         {"small  ffn.0      1560x2048x512", 1560, 2048, 512},
+        {"default q/k/v/o    128x256x256", 128, 256, 256},
+        {"default ffn.0     128x1024x256", 128, 1024, 256},
+        {"default ffn.2     128x256x1024", 128, 256, 1024},
         {"golden linear       48x64x64", 48, 64, 64},
     };
     int n_shapes = sizeof shapes / sizeof shapes[0];

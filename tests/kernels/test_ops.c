@@ -3,7 +3,8 @@
  * One table row per case: the op, its shape (odd sizes included, and sizes large enough to be
  * split over threads), and the error bound. Each case fills random inputs, runs the fast op
  * in a context of 1 and of 3 threads and the _ref op, and prints max abs / max rel error.
- * Exit status 1 when any case exceeds its bound.
+ * Exit status 1 when any case exceeds its bound. Then fb_linear's fixed summation order: each
+ * of its kernels against fb_linear_fma_ref, bit for bit.
  * Usage: test_ops [name-filter]
  */
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/kernels.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -274,6 +276,57 @@ static const test_case cases[] = {
     {"sinusoid 256", case_sinusoid, 256, 0, 0, 0, 0, 1e-7},
 };
 
+/* fb_linear's promise: every kernel it has for this CPU (portable, AVX2, AVX-512) gives the
+ * bits of fb_linear_fma_ref on any shape and thread count (panel and row tails, depths past
+ * one packed block), so a row never depends on the rows computed with it. */
+static int linear_exact(fb_kctx **ctx)
+{
+    static const int shapes[][3] = {{1, 1, 1},     {1, 64, 256},  {5, 17, 3},   {6, 32, 16},
+                                    {7, 33, 1100}, {97, 190, 77}, {128, 256, 256},
+                                    {200, 1024, 64}, {131, 40, 1536}, {600, 384, 256}};
+    static const int kernels[] = {FB_LINEAR_BEST, FB_LINEAR_PORTABLE, FB_LINEAR_AVX2,
+                                  FB_LINEAR_AVX512};
+    int fails = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *x = rnd((size_t)M * K, 1), *W = rnd((size_t)N * K, 1), *b = rnd((size_t)N, 1);
+        float *want = malloc((size_t)M * N * sizeof(float));
+        float *got = malloc((size_t)M * N * sizeof(float));
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const float *bias = with_bias ? b : NULL;
+            fb_linear_fma_ref(x, W, bias, want, M, N, K);
+            for (size_t q = 0; q < sizeof kernels / sizeof kernels[0]; q++)
+                for (int t = 0; t < 2; t++) {
+                    const char *name = NULL;
+                    memset(got, 0xff, (size_t)M * N * sizeof(float));
+                    if (fb__linear_isa(ctx[t], kernels[q], x, W, bias, got, M, N, K, &name))
+                        continue;   /* this CPU lacks that kernel */
+                    if (memcmp(got, want, (size_t)M * N * sizeof(float))) {
+                        printf("linear exact %dx%dx%d%s: kernel %s, %d threads: differs from "
+                               "fb_linear_fma_ref FAIL\n", M, N, K, with_bias ? " bias" : "",
+                               name, fb_kctx_n_threads(ctx[t]));
+                        fails++;
+                    }
+                }
+            /* rows computed alone equal the same rows in the whole product */
+            for (int r0 = 0; r0 < M; r0 += 37) {
+                int rows = M - r0 < 5 ? M - r0 : 5;
+                fb_linear(ctx[1], x + (size_t)r0 * K, W, bias, got, rows, N, K);
+                if (memcmp(got, want + (size_t)r0 * N, (size_t)rows * N * sizeof(float))) {
+                    printf("linear exact %dx%dx%d: rows %d.. alone differ FAIL\n", M, N, K, r0);
+                    fails++;
+                }
+            }
+        }
+        free(x), free(W), free(b), free(want), free(got);
+    }
+    const char *best = NULL;
+    fb__linear_isa(ctx[0], FB_LINEAR_BEST, NULL, NULL, NULL, NULL, 0, 1, 1, &best);
+    printf("linear exact: every kernel equals fb_linear_fma_ref bit for bit (best here: %s)%s\n",
+           best, fails ? " FAIL" : " ok");
+    return fails;
+}
+
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
@@ -296,6 +349,10 @@ int main(int argc, char **argv)
             fails += !ok;
             run++;
         }
+    }
+    if (!filter || strstr("linear exact", filter)) {
+        fails += linear_exact(ctx);
+        run++;
     }
     fb_kctx_free(ctx[0]);
     fb_kctx_free(ctx[1]);

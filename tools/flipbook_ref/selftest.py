@@ -237,8 +237,10 @@ def prompt_transitions():
     s4.set_prompt(b, "recache")
     assert s4.cache.w_idx == idx
     assert all(torch.equal(x, y) for x, y in zip(ak, s4.cache.ak))
-    assert torch.equal(wk[0], s4.cache.wk[0])               # layer 0 K/V do not see the prompt
-    assert not torch.equal(wk[1], s4.cache.wk[1])
+    # layer 0 K/V do not see the prompt: recomputed, they differ only by the rounding of a
+    # product of another shape (BLAS kernels may sum in a shape-dependent order); layer 1's do
+    assert (wk[0] - s4.cache.wk[0]).abs().max() < 1e-5
+    assert (wk[1] - s4.cache.wk[1]).abs().max() > 1e-2
     s4.next_chunk()
 
 

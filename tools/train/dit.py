@@ -292,15 +292,20 @@ RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "caption_dropou
              "first_chunk_weight", "start_every", "start_batch", "start_latents", "warm_start")
 
 
+def networks_dict(cfg):
+    """(cfg.to_dict() without vae.warm_start, the warm start). The autoencoder's warm start
+    changes the latents, not the networks: a run may go on over it once the cache is rebuilt
+    (since step 16,642), and a model file seeds a run whichever way it was set."""
+    d = cfg.to_dict()
+    return d, d["vae"].pop("warm_start", False)
+
+
 def settings(tc, cfg):
     s = tc.stage_dict("dit")
-    s["model"] = cfg.to_dict()
+    s["model"], s["warm_start"] = networks_dict(cfg)
     # The guidance scale is a choice of the sampler at inference, not of training: changing it
     # must not stop a run from resuming.
     s["model"]["sampler"].pop("guidance", None)
-    # The autoencoder's warm start changes the latents, not the networks: a run may go on
-    # over it once the cache is rebuilt (since step 16,642).
-    s["warm_start"] = s["model"]["vae"].pop("warm_start", False)
     return s
 
 

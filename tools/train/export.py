@@ -95,10 +95,7 @@ def init_from(root, tc, path):
     dit_ck = os.path.join(root, "dit", "ckpt.pt")
     if not os.path.exists(dit_ck):
         _, cfg = dit_stage.model_cfg(root)
-        def networks(d):
-            d["vae"].pop("warm_start", None)
-            return d
-        if networks(cfg.to_dict()) != networks(model.cfg.to_dict()):
+        if dit_stage.networks_dict(cfg)[0] != dit_stage.networks_dict(model.cfg)[0]:
             raise SystemExit("train: %s has another model config than tools/train/config.py" % path)
         os.makedirs(os.path.dirname(dit_ck), exist_ok=True)
         w = {"t5": {k: v.float() for k, v in model.text_encoder.state_dict().items()},

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from flipbook_ref import memory
 from world import write_png
 
 from . import metrics as M
@@ -241,6 +242,7 @@ def drift_figures(cp, tracks, prompt, n, geom, feats, world_feats, frechet):
 
 def main(argv=None):
     a = _settings(build_parser().parse_args(argv))
+    memory.keep_freed_memory()       # the reference backend's activations (flipbook_ref/memory.py)
     names = [b.strip() for b in a.backend.split(",") if b.strip()]
     bad = [b for b in names if b not in ("c", "ref", "world", "ae")]
     if bad or not names or len(set(names)) != len(names):

@@ -23,13 +23,13 @@
  * heads x query tiles) and the calling thread works too.
  *
  * OpenBLAS: the CPU backend runs OpenBLAS single-threaded (openblas_set_num_threads(1), set
- * when a context is created) and splits every GEMM over its own workers along M or N.
- * fb_linear (the DiT's and text encoder's linears) does not use it: its own kernels fix the
- * summation order (see fb_linear), which OpenBLAS's CPU-specific kernels do not. This
+ * when a context is created) and splits every GEMM over its own workers along M or N. This
  * keeps one pool of threads on the machine instead of two pools that spin against each other
  * (OpenBLAS's threads busy-wait after each call), and lets several contexts run GEMMs at the
- * same time without OpenBLAS's global lock serialising them. At the DiT's shapes the split
- * matches OpenBLAS's own threading (fb_bench_kernels prints both side by side).
+ * same time without OpenBLAS's global lock serialising them. fb_linear (the DiT's and text
+ * encoder's linears) does not use OpenBLAS at all: its own kernels fix the summation order
+ * (see fb_linear), which OpenBLAS's CPU-specific kernels do not, and match its speed at the
+ * DiT's shapes (fb_bench_kernels prints both side by side).
  *
  * SIMD: the CPU loops are plain C; the hot ones are compiled for AVX-512, AVX2 and baseline
  * x86-64 and picked at load time (GCC function multiversioning), so a portable build still

@@ -65,6 +65,22 @@ static void tile_portable(const float *x, size_t ldx, int mr, const float *wp, i
 
 #define NR_AVX2 16
 
+/* The fma chains of one depth block, rows < MR; inlined into tile_avx2 once with the constant
+ * MR (the compiler unrolls the rows into registers) and once with the tail's row count. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+chain_avx2(const float *x, size_t ldx, int mr, const float *wp, int kc, __m256 acc[MR][2])
+{
+    for (int k = 0; k < kc; k++) {
+        __m256 w0 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2);
+        __m256 w1 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2 + 8);
+        for (int r = 0; r < mr; r++) {
+            __m256 a = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
+            acc[r][0] = _mm256_fmadd_ps(a, w0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
+        }
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, size_t ldx, int mr,
                                                           const float *wp, int kc, float *y,
                                                           size_t ldy, int ncols,
@@ -80,27 +96,10 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, size_t
         acc[r][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(tmp);
         acc[r][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(tmp + 8);
     }
-    if (mr == MR) {
-        for (int k = 0; k < kc; k++) {
-            __m256 w0 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2);
-            __m256 w1 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2 + 8);
-            for (int r = 0; r < MR; r++) {
-                __m256 a = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
-                acc[r][0] = _mm256_fmadd_ps(a, w0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
-            }
-        }
-    } else {
-        for (int k = 0; k < kc; k++) {
-            __m256 w0 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2);
-            __m256 w1 = _mm256_loadu_ps(wp + (size_t)k * NR_AVX2 + 8);
-            for (int r = 0; r < mr; r++) {
-                __m256 a = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
-                acc[r][0] = _mm256_fmadd_ps(a, w0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
-            }
-        }
-    }
+    if (mr == MR)
+        chain_avx2(x, ldx, MR, wp, kc, acc);   /* a constant row count: fully unrolled */
+    else
+        chain_avx2(x, ldx, mr, wp, kc, acc);
     float bias_cols[NR_AVX2] = {0};
     int add_bias = last && bias;
     if (add_bias)
@@ -116,6 +115,21 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, size_t
 /* ---- AVX-512: panels of 32 columns, 6 x 2 zmm accumulators ----------------------------------- */
 
 #define NR_AVX512 32
+
+/* As chain_avx2, on 32-column panels. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+chain_avx512(const float *x, size_t ldx, int mr, const float *wp, int kc, __m512 acc[MR][2])
+{
+    for (int k = 0; k < kc; k++) {
+        __m512 w0 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512);
+        __m512 w1 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512 + 16);
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_set1_ps(x[(size_t)r * ldx + k]);
+            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+        }
+    }
+}
 
 __attribute__((target("avx512f"))) static void tile_avx512(const float *x, size_t ldx, int mr,
                                                            const float *wp, int kc, float *y,
@@ -136,27 +150,10 @@ __attribute__((target("avx512f"))) static void tile_avx512(const float *x, size_
             acc[r][1] = _mm512_maskz_loadu_ps(m1, y + (size_t)r * ldy + 16);
         }
     }
-    if (mr == MR) {
-        for (int k = 0; k < kc; k++) {
-            __m512 w0 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512);
-            __m512 w1 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512 + 16);
-            for (int r = 0; r < MR; r++) {
-                __m512 a = _mm512_set1_ps(x[(size_t)r * ldx + k]);
-                acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-            }
-        }
-    } else {
-        for (int k = 0; k < kc; k++) {
-            __m512 w0 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512);
-            __m512 w1 = _mm512_loadu_ps(wp + (size_t)k * NR_AVX512 + 16);
-            for (int r = 0; r < mr; r++) {
-                __m512 a = _mm512_set1_ps(x[(size_t)r * ldx + k]);
-                acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-            }
-        }
-    }
+    if (mr == MR)
+        chain_avx512(x, ldx, MR, wp, kc, acc);
+    else
+        chain_avx512(x, ldx, mr, wp, kc, acc);
     __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
     int add_bias = last && bias;
     if (add_bias) {

@@ -1,6 +1,6 @@
 """train_memory: keep_freed_memory() (flipbook_ref/memory.py) keeps a freed 64 MB activation in
-the process, so allocating it again faults no pages in; without it glibc unmaps the block on
-free and the next allocation faults every page again (the system time that was half of a
+the process, so allocating it again mostly faults no pages in; without it glibc unmaps the
+block on free and the next allocation faults every page again (the system time that was half of a
 training run's CPU). Runs the allocation pattern in two child processes, one with the setting
 and one without, and counts their minor page faults."""
 import subprocess

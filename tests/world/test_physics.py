@@ -9,7 +9,7 @@ setup()
 
 import numpy as np  # noqa: E402
 
-from world import Scene, render_clip  # noqa: E402
+from world import Scene, render_clip, vocab  # noqa: E402
 from world.physics import GRAVITY, MAX_SPEED, Body, World, collide  # noqa: E402
 from world.scene import ObjectSpec  # noqa: E402
 
@@ -126,8 +126,9 @@ for _ in range(200):
 c.check(emax <= e0 * 1.02, "energy grew from %.5f to %.5f" % (e0, emax))
 
 # Verbs: a scene built to show each motion says so.
-spec = [ObjectSpec("ball", "red", "big", 0.2, 0.86 - 0.065, 0.6, 0.0, 0.5, 0.015, "rolling"),
-        ObjectSpec("box", "blue", "big", 0.8, 0.86 - 0.065, 0.0, 0.0, 0.3, 0.4, "resting"),
+big = vocab.SIZE_HALF["big"]
+spec = [ObjectSpec("ball", "red", "big", 0.15, 0.86 - big, 0.6, 0.0, 0.5, 0.015, "rolling"),
+        ObjectSpec("box", "blue", "big", 0.85, 0.86 - big, 0.0, 0.0, 0.3, 0.4, "resting"),
         ObjectSpec("triangle", "green", "small", 0.5, 0.05, 0.0, 0.0, 0.2, 0.3, "falling")]
 scene = Scene("day", "grass", "none", 0.5, spec)
 _, recs = render_clip(scene, 12, size=(64, 64))

@@ -88,7 +88,9 @@ def model_config(vocab_size, text_len):
 
 @dataclass
 class AEStage:
-    steps: int = 6031               # stopped there: more steps gained ~0.2 dB on objects per 500
+    steps: int = 8000              # 6,031 on the world of 10/17-pixel objects, then these on
+                                   # the world of 18/27-pixel ones (docs/world.md); more steps
+                                   # gained ~0.2 dB on object pixels per 500
     batch: int = 10                # clips per step
     frames: int = 24               # 6 latent frames: the decoder's and encoder's memory blocks
                                    # reach the state they stay in for an endless stream only
@@ -121,7 +123,9 @@ class TokenizerStage:
 
 @dataclass
 class DiTStage:
-    steps: int = 30000
+    steps: int = 40000             # 30,000 up to step 22,001; lengthened when the world's
+                                   # objects grew, so that the learning rate rose again
+                                   # (1.0e-4 -> 1.9e-4) for the new latents
     batch: int = 2                 # early on, updates count more than clips per update; a
                                    # later run may raise it (a resizable setting)
     clip_latents: int = 12         # 6 chunks: the window fills up and slides in every clip

@@ -211,7 +211,7 @@ class Renderer:
     def occluder_extent(self, kind, x, floor):
         """World bounding box (x0, y0, x1, y1) of an occluder standing on the floor at x."""
         if kind == "pillar":
-            return (x - 0.066, 0.0, x + 0.066, floor)
+            return (x - 0.131, 0.0, x + 0.131, floor)
         if kind == "tree":
             return (x - 0.175, floor - 0.53, x + 0.175, floor)
         return (x - 0.165, floor - 0.245, x + 0.165, floor)  # wall
@@ -227,21 +227,21 @@ class Renderer:
         Y = self.Y[y0:y1]
         ow = OUTLINE
         if kind == "pillar":
-            cap = _box_sdf(X, Y, cx, 0.025, 0.065, 0.025)
-            base = _box_sdf(X, Y, cx, floor - 0.0225, 0.065, 0.0225)
-            shaft = _box_sdf(X, Y, cx, floor / 2.0, 0.045, floor / 2.0)
+            cap = _box_sdf(X, Y, cx, 0.025, 0.13, 0.025)
+            base = _box_sdf(X, Y, cx, floor - 0.0225, 0.13, 0.0225)
+            shaft = _box_sdf(X, Y, cx, floor / 2.0, 0.11, floor / 2.0)
             d = np.minimum(np.minimum(cap, base), shaft)
-            u = np.clip((X - cx) / 0.065, -1.0, 1.0)
+            u = np.clip((X - cx) / 0.13, -1.0, 1.0)
             shade = 0.72 + 0.28 * np.cos(u * 1.3)               # round column
             flute = np.zeros_like(X)
-            for fx in (-0.03, -0.015, 0.0, 0.015, 0.03):
+            for fx in (-0.075, -0.05, -0.025, 0.0, 0.025, 0.05, 0.075):
                 flute = np.maximum(flute, _cov((np.abs(X - cx - fx) - 0.002) * px))
             flute = flute * (shaft <= cap) * (shaft <= base)
             body = np.array((200, 192, 172), np.float32) * (shade * (1.0 - 0.18 * flute))[..., None]
             body = np.broadcast_to(body, d.shape + (3,))
             edge = np.array((70, 66, 60), np.float32)
         elif kind == "tree":
-            trunk = _box_sdf(X, Y, cx, floor - 0.16, 0.025, 0.16)
+            trunk = _box_sdf(X, Y, cx, floor - 0.16, 0.09, 0.16)
             blobs = ((0.0, 0.40, 0.12), (-0.085, 0.33, 0.085), (0.085, 0.33, 0.085), (0.0, 0.29, 0.09))
             canopy = None
             for bx, by, br in blobs:

@@ -32,7 +32,7 @@ OUTLINE_RGB = (20, 20, 28)  # the dark rim every object is drawn with
 SIZES = ("small", "big")
 # Half-extent in world units (the frame is 1.0 wide): ball radius, half the side of a box,
 # half the base (and half the height) of a triangle.
-SIZE_HALF = {"small": 0.04, "big": 0.065}
+SIZE_HALF = {"small": 0.07, "big": 0.105}
 
 VERBS = ("bouncing", "rolling", "falling", "sliding", "resting")
 

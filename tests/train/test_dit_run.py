@@ -1,7 +1,7 @@
 """train_dit_run: the DiT stage's loop on a tiny latent cache. A run stopped mid-way and resumed
 ends with the same weights, EMA and optimizer moments as an uninterrupted one, bit for bit,
 with stream-start steps (clips cut to their first chunk) between whole-clip steps; the cache
-is built once and reused; the validation figure is logged."""
+is built once and reused; the validation figure is logged; --motion-check reads the result."""
 import os
 import shutil
 
@@ -71,6 +71,16 @@ def main():
         vals = [r.split("\t")[head.index("val_loss")] for r in rows[1:]]
         check(len(rows) == 5 and all(v not in ("", "nan") for v in vals[1:]),
               "log.tsv: one row per step, val_loss from step 2 on (%s)" % vals)
+        # --motion-check on the finished run: one figure per pair of neighbouring latent
+        # frames; the first chunk has no context, so teacher-forced and free-running draw it
+        # alike (same noise), and a later one differs once its context is the model's own.
+        from train import motion
+        m = motion.run(a, tc, clips=2)
+        F_ = tc.dit.clip_latents
+        check(m["step"] == 4 and all(len(m[k]) == F_ - 1 for k in ("true", "teacher", "free")),
+              "motion check: one change per neighbouring pair (%s)" % m)
+        check(abs(m["teacher"][0] - m["free"][0]) < 1e-5 and m["teacher"][2] != m["free"][2],
+              "motion check: first chunk alike, the next one not (%s, %s)" % (m["teacher"], m["free"]))
         # Without stream-start steps the same seed gives other weights: the setting is used.
         shutil.rmtree(os.path.join(a, "dit"))
         tc.dit.start_every = 0

@@ -38,6 +38,9 @@ def parse(argv):
     ap.add_argument("--ae-check", default=None, metavar="PNG",
                     help="encode + decode held-out clips with the autoencoder checkpoint, print "
                          "PSNR per latent frame (whole / object pixels), write a PNG and exit")
+    ap.add_argument("--motion-check", action="store_true",
+                    help="print how much the DiT checkpoint moves things, teacher-forced and "
+                         "free-running, on held-out latent clips (docs/training.md), and exit")
     ap.add_argument("--no-train", action="store_true", help="only export/evaluate what is there")
     ap.add_argument("--export", action="store_true",
                     help="write the model file from the latest checkpoints of every stage")
@@ -122,6 +125,10 @@ def main(argv=None):
             raise SystemExit("train: no autoencoder checkpoint in %s yet" % root)
         print("train[ae]: checkpoint at step %d (EMA weights)" % step, flush=True)
         ae.check_png(vae, tc.seed, args.ae_check)
+        return 0
+    if args.motion_check:
+        from . import motion
+        motion.run(root, tc)
         return 0
     budget = state.Budget(args.minutes, args.ckpt_minutes)
     budget.install_signals()

@@ -179,21 +179,27 @@ def steering_set(n, geom, n_frames=48, seeds=1, master=HELDOUT_SEED, max_tries=6
 
 def _passes_behind(records, min_moving=0.15):
     """True when some object goes from mostly visible to hidden (< 10% showing) and back to
-    mostly visible within the clip while moving sideways: a pass behind the occluder."""
+    mostly visible within the clip while moving sideways: a pass behind the occluder; and no
+    object that was mostly visible hides for good (one that stops behind the occluder would be
+    an event that the world's own clip fails: "vanished")."""
     by_id = {}
     for r in records:
         for o in r["objects"]:
             by_id.setdefault(o["id"], []).append(o)
+    passes = False
     for obs in by_id.values():
         state = 0
         for o in obs:
             if state == 0 and o["visible"] >= 0.9:
                 state = 1
-            elif state == 1 and o["visible"] < 0.1 and abs(o["vx"]) >= min_moving:
-                state = 2
-            elif state == 2 and o["visible"] >= 0.9:
-                return True
-    return False
+            elif state == 1 and o["visible"] < 0.1:
+                state = 2 if abs(o["vx"]) >= min_moving else 3
+            elif state in (2, 3) and o["visible"] >= 0.9:
+                passes = passes or state == 2
+                state = 1
+        if state in (2, 3):
+            return False
+    return passes
 
 
 def permanence_set(n, geom, n_frames=64, seeds=1, master=HELDOUT_SEED, max_tries=400):

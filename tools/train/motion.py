@@ -26,9 +26,9 @@ from . import dit as dit_stage
 from . import tokenizer as tok_stage
 
 
-def _sample(t5, dit, cfg, plan, batch, sched, gen, chunk=None):
-    """x0 of every noisy chunk after the sampler's steps, with `batch`'s clean frames as context.
-    chunk: only that chunk's noise matters (the others are drawn but unused)."""
+def _sample(t5, dit, cfg, plan, batch, sched, gen):
+    """x0 of every noisy chunk after the sampler's steps, each with the clean frames of `batch`
+    before it as its context: [B, C, F, h, w]."""
     clean, ids, mask, fcap = batch[:4]
     B, F_ = clean.shape[0], clean.shape[2]
     ctx = dit_stage.encode_text(t5, ids, mask).unflatten(0, (B, ids.shape[0] // B))
@@ -78,8 +78,8 @@ def run(root, tc, clips=8):
         x0 = _sample(t5, dit, cfg, plan, (free,) + tuple(batch[1:]), sched, gen)
         free[:, :, c * Cf:(c + 1) * Cf] = x0[:, :, c * Cf:(c + 1) * Cf]
         print("train[motion]: free-running chunk %d/%d" % (c + 1, F_ // Cf), flush=True)
-    # A teacher-forced frame's change is measured from the true frame before it (its context
-    # or, inside a chunk, its own predicted neighbour): splice the true previous frames in.
+    # A teacher-forced chunk's first frame is measured against the true frame before it (its
+    # context), its later frames against their predicted neighbours.
     tf = torch.stack([teacher[:, :, f] - (clean[:, :, f - 1] if f % Cf == 0 else teacher[:, :, f - 1])
                       for f in range(1, F_)], dim=2)
     tf = tf.pow(2).mean(dim=(0, 1, 3, 4)).sqrt()

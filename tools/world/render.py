@@ -229,7 +229,7 @@ class Renderer:
         if kind == "pillar":
             cap = _box_sdf(X, Y, cx, 0.025, 0.13, 0.025)
             base = _box_sdf(X, Y, cx, floor - 0.0225, 0.13, 0.0225)
-            shaft = _box_sdf(X, Y, cx, floor / 2.0, 0.11, floor / 2.0)
+            shaft = _box_sdf(X, Y, cx, floor / 2.0, 0.11, floor / 2.0)   # hides a big object
             d = np.minimum(np.minimum(cap, base), shaft)
             u = np.clip((X - cx) / 0.13, -1.0, 1.0)
             shade = 0.72 + 0.28 * np.cos(u * 1.3)               # round column
@@ -241,7 +241,7 @@ class Renderer:
             body = np.broadcast_to(body, d.shape + (3,))
             edge = np.array((70, 66, 60), np.float32)
         elif kind == "tree":
-            trunk = _box_sdf(X, Y, cx, floor - 0.16, 0.09, 0.16)
+            trunk = _box_sdf(X, Y, cx, floor - 0.16, 0.09, 0.16)      # hides a small object
             blobs = ((0.0, 0.40, 0.12), (-0.085, 0.33, 0.085), (0.085, 0.33, 0.085), (0.0, 0.29, 0.09))
             canopy = None
             for bx, by, br in blobs:

@@ -31,7 +31,8 @@ OUTLINE_RGB = (20, 20, 28)  # the dark rim every object is drawn with
 
 SIZES = ("small", "big")
 # Half-extent in world units (the frame is 1.0 wide): ball radius, half the side of a box,
-# half the base (and half the height) of a triangle.
+# half the base (and half the height) of a triangle. 18 and 27 pixels across at 128x128, 2-3
+# latent cells of 8 pixels: at 10 and 17 pixels the autoencoder lost their shapes (docs/world.md).
 SIZE_HALF = {"small": 0.07, "big": 0.105}
 
 VERBS = ("bouncing", "rolling", "falling", "sliding", "resting")

@@ -26,16 +26,21 @@ from . import dit as dit_stage
 from . import tokenizer as tok_stage
 
 
-def _sample(t5, dit, cfg, plan, batch, sched, gen):
-    """x0 of every noisy chunk after the sampler's steps, each with the clean frames of `batch`
-    before it as its context: [B, C, F, h, w]."""
+def _sample(t5, dit, cfg, batch, sched, gen, frames=None):
+    """x0 of every noisy chunk of the first `frames` latent frames (all by default) after the
+    sampler's steps, each with the clean frames of `batch` before it as its context:
+    [B, C, frames, h, w]. The noise is drawn for the whole clip whatever `frames` is, so a
+    prefix gets the same noise as in the whole clip (later frames never reach earlier ones)."""
     clean, ids, mask, fcap = batch[:4]
-    B, F_ = clean.shape[0], clean.shape[2]
+    B, F_ = clean.shape[0], clean.shape[2] if frames is None else frames
+    plan = ClipPlan(F_, cfg.stream.chunk_frames, cfg.stream.anchor_frames,
+                    cfg.stream.window_frames, cfg.stream.positions)
     ctx = dit_stage.encode_text(t5, ids, mask).unflatten(0, (B, ids.shape[0] // B))
+    clean, fcap = clean[:, :, :F_], fcap[:, :F_]
     x0 = None
     for k in range(sched.steps.shape[0]):
         s = float(sched.step_sigmas[k])
-        eps = torch.randn(clean.shape, generator=gen)
+        eps = torch.randn(batch[0].shape, generator=gen)[:, :, :F_]
         x_t = eps if x0 is None else (1 - s) * x0 + s * eps
         t = sched.steps[k].expand(B, F_)
         pred = dit_stage.forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t)
@@ -67,16 +72,15 @@ def run(root, tc, clips=8):
     batch = val.get(np.random.default_rng([tc.seed, 98]), 0, clips=range(n))
     clean = batch[0]                                          # [B, C, F, h, w]
     F_, Cf = clean.shape[2], cfg.stream.chunk_frames
-    plan = ClipPlan(F_, Cf, cfg.stream.anchor_frames, cfg.stream.window_frames, cfg.stream.positions)
     sched = FlowMatchSchedule(cfg.sampler)
     print("train[motion]: DiT step %d, %d held-out clips of %d latent frames, %d sampler steps"
           % (step, n, F_, sched.steps.shape[0]), flush=True)
-    teacher = _sample(t5, dit, cfg, plan, batch, sched, torch.Generator().manual_seed(tc.seed))
+    teacher = _sample(t5, dit, cfg, batch, sched, torch.Generator().manual_seed(tc.seed))
     free = clean.clone()
     gen = torch.Generator().manual_seed(tc.seed)
-    for c in range(F_ // Cf):
-        x0 = _sample(t5, dit, cfg, plan, (free,) + tuple(batch[1:]), sched, gen)
-        free[:, :, c * Cf:(c + 1) * Cf] = x0[:, :, c * Cf:(c + 1) * Cf]
+    for c in range(F_ // Cf):        # chunk c from the chunks drawn before it: the first c + 1
+        x0 = _sample(t5, dit, cfg, (free,) + tuple(batch[1:]), sched, gen, frames=(c + 1) * Cf)
+        free[:, :, c * Cf:(c + 1) * Cf] = x0[:, :, c * Cf:]
         print("train[motion]: free-running chunk %d/%d" % (c + 1, F_ // Cf), flush=True)
     # A teacher-forced chunk's first frame is measured against the true frame before it (its
     # context), its later frames against their predicted neighbours.

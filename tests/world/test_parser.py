@@ -72,6 +72,46 @@ for kind in vocab.KINDS:
             c.check(ok, "%s %s %s parsed as %s" % (size, colour, kind,
                                                    [(q["size"], q["colour"], q["kind"], q["position"]) for q in o]))
 
+# What a decoder does to objects, which must not change the count. (1) A ball cut in two by a
+# dark band: the small piece joins the ball. (2) A fringe of another colour along a box's edge:
+# not an object. (3) A whitish smudge on the sun: not an object; a whole ball in front of the sun
+# still is. (4) Two boxes side by side whose rims between them were blurred away: two objects.
+from world.render import SUN_DAY  # noqa: E402
+
+white = np.array(vocab.PALETTE["white"], np.uint8)
+f, _ = ren.render("grey", "none", [("ball", "white", 0.5, 0.5, vocab.SIZE_HALF["big"], 0.0)], None)
+f = f.copy()
+f[56:58, 50:79] = vocab.OUTLINE_RGB                  # a band near the ball's top
+p = parse_frame(f)
+c.check(len(p["objects"]) == 1 and p["objects"][0]["colour"] == "white",
+        "ball with a band: %s" % [(o["colour"], o["kind"], o["area"]) for o in p["objects"]])
+f, _ = ren.render("grey", "none", [("box", "blue", 0.5, 0.5, vocab.SIZE_HALF["small"], 0.0)], None)
+f = f.copy()
+f[56:72, 75:78] = vocab.PALETTE["purple"]             # a pixel right of the box's rim
+p = parse_frame(f)
+c.check([o["colour"] for o in p["objects"]] == ["blue"],
+        "box with a fringe: %s" % [(o["colour"], o["area"]) for o in p["objects"]])
+sx, sy = int(SUN_DAY[0] * 128), int(SUN_DAY[1] * 128)
+f, _ = ren.render("day", "grass", [], None)
+f = f.copy()
+f[sy - 3:sy + 3, sx - 4:sx + 4] = white
+p = parse_frame(f)
+c.check(not p["objects"], "a smudge on the sun: %s" % [(o["colour"], o["area"]) for o in p["objects"]])
+f, _ = ren.render("day", "grass", [("ball", "yellow", SUN_DAY[0], SUN_DAY[1], vocab.SIZE_HALF["small"], 0.0)],
+                  None)
+p = parse_frame(f)
+c.check([o["colour"] for o in p["objects"]] == ["yellow"],
+        "a ball in front of the sun: %s" % [(o["colour"], o["area"]) for o in p["objects"]])
+h = vocab.SIZE_HALF["small"]
+f, _ = ren.render("grey", "none", [("box", "red", 0.4, 0.6, h, 0.0), ("box", "red", 0.4 + 2 * h, 0.6, h, 0.0)],
+                  None)
+f = f.copy()
+seam = int(round((0.4 + h) * 128))
+f[int((0.6 - h) * 128) + 2:int((0.6 + h) * 128) - 2, seam - 2:seam + 2] = vocab.PALETTE["red"]
+p = parse_frame(f)
+c.check([o["colour"] for o in p["objects"]] == ["red", "red"],
+        "two boxes without a rim between them: %s" % [(o["colour"], o["area"], o["bbox"]) for o in p["objects"]])
+
 # Connected components.
 cls = np.array([[0, 0, -1, 1],
                 [-1, 0, -1, 1],

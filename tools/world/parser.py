@@ -14,6 +14,10 @@ Used to judge generated video, so it assumes nothing beyond what the world's voc
    colour, if within a tolerance and clearly nearer than the second nearest; the dark rim every
    object is drawn with keeps touching objects apart. Same-colour 4-connected components that
    have a solid core are objects; pieces of one object split by the occluder are joined again.
+   Three rules keep a decoder's artefacts from changing the count: a small piece next to a whole
+   object is part of it (joined if of its colour, dropped if a fringe of another); a small
+   white or yellow piece centred on the day's sun or the moon is the disc itself; a component
+   much wider than tall is that many same-colour objects side by side.
 4. shape from the component's row spans (all shapes are convex): fill ratio of the bounding box
    (box ~1, ball ~0.78, triangle ~0.5) and how wide its top and bottom rows are; size from its
    extent; position from its bounding box centre, in world units (frame 1.0 wide, y down).
@@ -38,7 +42,7 @@ if __name__ == "__main__" and __package__ in (None, ""):
 import numpy as np
 
 from . import vocab
-from .render import GROUND_FRAC, OUTLINE, Renderer, floor_y
+from .render import GROUND_FRAC, OUTLINE, SKY_DISCS, Renderer, floor_y
 
 _PAL_NAMES = vocab.COLOURS
 _PAL = np.array([vocab.PALETTE[c] for c in _PAL_NAMES], np.float32)
@@ -108,6 +112,14 @@ class Parser:
         self.min_area = 8.0 * s
         self.min_core = max(2, int(round(2 * s)))
         self.solid_alpha = 0.75
+        # A piece under 30% of a small ball's interior that lies within fragment_gap pixels of
+        # a whole object is part of it, not an object of its own: a ball split by its dark spot,
+        # or the colour fringe a decoder leaves along a moving object's edge. (Pieces alone,
+        # such as an object showing at a frame edge or beside the occluder, still count.)
+        self.split_aspect = 1.6
+        r_small = (vocab.SIZE_HALF["small"] - OUTLINE) * self.px
+        self.fragment_area = 0.3 * math.pi * r_small * r_small
+        self.fragment_gap = 3.0 * self.W / 128.0
         # Two big objects side by side still fit; an unsubtracted tree canopy does not.
         self.max_extent = 2.6 * 2.0 * vocab.SIZE_HALF["big"] * self.px
 
@@ -282,7 +294,7 @@ class Parser:
             grown[:, :-1] |= occ_mask[:, 1:]
             occ_mask = grown
             fg &= ~occ_mask
-        objects = self._objects(f, fg, occ_mask)
+        objects = self._objects(f, fg, occ_mask, SKY_DISCS.get(sky))
         return {"background": sky, "sky": sky, "ground": ground, "occluder": kind,
                 "occluder_x": occ_x, "objects": objects,
                 "scores": {"background": bg_scores, "occluder": occ_score}}
@@ -319,7 +331,8 @@ class Parser:
         loose[ys[ok], xs[ok]] = order[ok, 0]
         return loose, strict
 
-    def _objects(self, f, fg, occ_mask):
+    def _objects(self, f, fg, occ_mask, disc=None):
+        """disc: the sky's sun or moon ((x, y, r) in world units, its colour names), or None."""
         cls, strict = self._classify_colours(f, fg)
         lab = label_components(cls)
         flat = lab.ravel()
@@ -350,6 +363,12 @@ class Parser:
                 continue  # bigger than any object: part of a background we did not subtract
             comps.append({"colour_idx": colour, "ys": ys, "xs": xs})
         comps = self._join_split(comps, occ_mask)
+        comps = self._absorb_fragments(comps)
+        comps = self._split_wide(comps, occ_mask)
+        if disc is not None:
+            xyr, colours = disc
+            comps = [c for c in comps if _PAL_NAMES[c["colour_idx"]] not in colours
+                     or not self._on_disc(c, xyr)]
         out = []
         for c in comps:
             ys, xs = c["ys"], c["xs"]
@@ -409,6 +428,71 @@ class Parser:
                 if joined:
                     break
         return comps
+
+    def _split_wide(self, comps, occ_mask):
+        """No object is much wider than tall (balls, boxes and triangles all fit a square), so a
+        component at least split_aspect times as wide as tall is k = round(width / height)
+        same-colour objects side by side whose dark rims were lost (a decoder blurs them away):
+        cut it into k equal-width parts. Not where it touches the frame's sides or the
+        occluder: there a part of an object may show."""
+        out = []
+        for c in comps:
+            ys, xs = c["ys"], c["xs"]
+            x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+            w, h = x1 - x0 + 1, y1 - y0 + 1
+            k = int(round(w / float(h)))
+            if w < self.split_aspect * h or k < 2 or x0 == 0 or x1 == self.W - 1 or y0 == 0:
+                out.append(c)
+                continue
+            oy0, oy1 = max(y0 - 2, 0), min(y1 + 3, self.H)
+            ox0, ox1 = max(x0 - 2, 0), min(x1 + 3, self.W)
+            if occ_mask[oy0:oy1, ox0:ox1].any():
+                out.append(c)
+                continue
+            part = np.minimum(((xs - x0) * k) // w, k - 1)
+            for i in range(k):
+                m = part == i
+                if m.sum() >= self.min_area:
+                    out.append({"colour_idx": c["colour_idx"], "ys": ys[m], "xs": xs[m]})
+        return out
+
+    def _on_disc(self, comp, disc):
+        """True for a piece smaller than three quarters of a small ball's interior centred on
+        the sun or moon (its centroid within the disc's radius of the disc's centre): the disc
+        drawn a little off its colour, not an object. Whole objects in front of it still count."""
+        if len(comp["xs"]) >= 2.5 * self.fragment_area:
+            return False
+        x, y, r = disc
+        cx, cy = comp["xs"].mean() + 0.5, comp["ys"].mean() + 0.5
+        return (cx - x * self.px) ** 2 + (cy - y * self.px) ** 2 <= (r * self.px) ** 2
+
+    def _absorb_fragments(self, comps):
+        """Pieces smaller than fragment_area next to a whole object: joined to it when of its
+        colour, dropped when not (a fringe). The nearest whole object by bounding-box gap."""
+        if len(comps) < 2:
+            return comps
+        box = [(c["ys"].min(), c["ys"].max(), c["xs"].min(), c["xs"].max()) for c in comps]
+        whole = [i for i, c in enumerate(comps) if len(c["ys"]) >= self.fragment_area]
+        keep = [True] * len(comps)
+        for i, c in enumerate(comps):
+            if len(c["ys"]) >= self.fragment_area:
+                continue
+            y0, y1, x0, x1 = box[i]
+            best, best_gap = None, None
+            for j in whole:
+                by0, by1, bx0, bx1 = box[j]
+                gap = max(by0 - y1, y0 - by1, bx0 - x1, x0 - bx1, 0) - 1
+                if gap <= self.fragment_gap and (best is None or gap < best_gap):
+                    best, best_gap = j, gap
+            if best is None:
+                continue
+            keep[i] = False
+            w = comps[best]
+            if w["colour_idx"] == c["colour_idx"]:
+                comps[best] = {"colour_idx": w["colour_idx"],
+                               "ys": np.concatenate((w["ys"], c["ys"])),
+                               "xs": np.concatenate((w["xs"], c["xs"]))}
+        return [c for i, c in enumerate(comps) if keep[i]]
 
     def _describe(self, ys, xs, iys, ixs, skew, colour):
         """Object from its solid pixels (ys, xs), its whole coloured component (iys, ixs) and

@@ -23,6 +23,14 @@ MARKER_OFFSET = 0.5     # ball rotation marker: distance from the centre, in rad
 MARKER_RADIUS = 0.3     # ... and its radius, in radii
 MARKER_DARKEN = 0.4     # ... and its colour, as a fraction of the ball's colour
 
+# The bright discs high in the sky, (x, y, radius) in world units: the sun by day, the moon at
+# night. The parser (parser.py) sets aside objects of the disc's own colours found on them: a
+# decoder's slightly whiter sun reads as a white or yellow object. (The sunset's sun sits on the
+# floor, where objects rest, and is left out.)
+SUN_DAY = (0.8, 0.17, 0.07)
+MOON = (0.22, 0.18, 0.055)
+SKY_DISCS = {"day": (SUN_DAY, ("white", "yellow")), "night": (MOON, ("white",))}
+
 _PAL = {k: np.array(v, np.float32) for k, v in vocab.PALETTE.items()}
 _OUTLINE_RGB = np.array(vocab.OUTLINE_RGB, np.float32)
 
@@ -112,10 +120,11 @@ class Renderer:
         if sky == "day":
             f = np.broadcast_to(_lerp_stops(t, [(0.0, (120, 175, 235)), (1.0, (185, 215, 240))])[:, None, :],
                                 (H, W, 3)).copy()
-            d = np.sqrt((X - 0.8) ** 2 + (Y - 0.17) ** 2)
-            glow = np.exp(-((np.maximum(d - 0.07, 0.0) / 0.05) ** 2))[..., None] * 0.35
+            sx, sy, sr = SUN_DAY
+            d = np.sqrt((X - sx) ** 2 + (Y - sy) ** 2)
+            glow = np.exp(-((np.maximum(d - sr, 0.0) / 0.05) ** 2))[..., None] * 0.35
             f = _mix(f, np.array((255, 250, 225), np.float32), glow)
-            f = _mix(f, np.array((255, 238, 150), np.float32), _cov((d - 0.07) * px)[..., None])
+            f = _mix(f, np.array((255, 238, 150), np.float32), _cov((d - sr) * px)[..., None])
         elif sky == "sunset":
             f = np.broadcast_to(_lerp_stops(t, [(0.0, (60, 45, 110)), (0.55, (200, 100, 120)),
                                                 (1.0, (250, 175, 100))])[:, None, :], (H, W, 3)).copy()
@@ -142,7 +151,8 @@ class Renderer:
                 d = np.sqrt((X[:, x0:x1] - sx[i]) ** 2 + (Y[y0:y1] - sy[i]) ** 2) - sr[i]
                 c = _cov(d * px) * sb[i]
                 f[y0:y1, x0:x1] = _mix(f[y0:y1, x0:x1], star, c[..., None])
-            d = np.sqrt((X - 0.22) ** 2 + (Y - 0.18) ** 2) - 0.055
+            mx, my, mr = MOON
+            d = np.sqrt((X - mx) ** 2 + (Y - my) ** 2) - mr
             moon = _cov(d * px)
             d2 = np.sqrt((X - 0.245) ** 2 + (Y - 0.163) ** 2) - 0.05
             moon = moon * (1.0 - _cov(d2 * px) * 0.85)

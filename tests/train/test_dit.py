@@ -89,7 +89,7 @@ def main():
     bt = stage.Batches(torch.zeros(4, 12, 4, 2, 2, dtype=torch.float16), caps, Tok(), 8,
                        C.DiTStage(), 0)
     rng = np.random.default_rng(0)
-    _, ids, _, fcap, _, ncap = bt.get(rng, 400, dropout=0.1)
+    _, ids, _, fcap, _, ncap, _ = bt.get(rng, 400, dropout=0.1)
     share = (ncap[:, ::C.CHUNK_LATENTS] == 2).float().mean().item()
     check(ids.shape[0] == 3 * 400 and ids[2].tolist()[:2] == [5, 1],
           "three captions per clip, the third the empty one")
@@ -102,11 +102,15 @@ def main():
     objs[:, 5, 0, 1, 1] = True
     bw = stage.Batches(torch.zeros(4, 12, 4, 2, 2, dtype=torch.float16), caps, Tok(), 8,
                        C.DiTStage(object_weight=4.0, first_chunk_weight=3.0), 0, objects=objs)
-    w = bw.get(np.random.default_rng(0), 2)[4]                          # [B, 1, F, h, w]
+    got = bw.get(np.random.default_rng(0), 2)
+    w, plain = got[4], got[6]                                           # [B, 1, F, h, w], [B, 1, F, 1, 1]
     want = torch.ones(2, 1, 12, 2, 2)
     want[:, :, :C.CHUNK_LATENTS] = 3.0
     want[:, 0, 5, 1, 1] = 5.0
     check(torch.equal(w, want), "loss weights: object cells 1 + 4, the first chunk 3x")
+    want_plain = torch.ones(2, 1, 12, 2, 2)
+    want_plain[:, :, :C.CHUNK_LATENTS] = 3.0
+    check(torch.equal(plain.expand_as(w), want_plain), "plain weights: the first chunk 3x, no objects")
 
     # Stream starts: clips cut to their first 4 latent frames. Latent frame f of clip i holds
     # the value 100 i + f, so the cut shows where it came from.
@@ -115,7 +119,7 @@ def main():
     sw_caps = [{"before": ["a red ball"], "after": ["a blue ball!"], "switch_chunk": 1}] * 4
     bs = stage.Batches(lat, sw_caps, Tok(), 8, C.DiTStage(object_weight=4.0,
                        first_chunk_weight=3.0), 0, objects=objs)
-    cut, _, _, fcap, w, _ = bs.get(np.random.default_rng(1), 64, latents=4)
+    cut, _, _, fcap, w, _, _ = bs.get(np.random.default_rng(1), 64, latents=4)
     f = cut[:, 0, :, 0, 0]                                               # [B, 4]
     check(cut.shape == (64, 4, 4, 2, 2) and torch.equal(f % 100, torch.arange(4.0).expand(64, 4))
           and len(set((f[:, 0] // 100).tolist())) == 4,
@@ -162,6 +166,19 @@ def main():
     check(abs(l1.item() - loss.item()) < 1e-5 * max(1.0, loss.item()),
           "a weight of ones is the plain loss (%.6f vs %.6f)" % (l1.item(), loss.item()))
     check(abs(lw.item() - loss.item()) > 1e-6, "a non-uniform object weight changes the loss")
+    # Above object_max_sigma a chunk takes the plain weight: with every chunk above it the
+    # object weight does nothing; with every chunk below it, all of it.
+    with torch.no_grad():
+        pl = torch.ones(B, 1, Fr, 1, 1)
+        hi = torch.full_like(s_c, 0.9)
+        lo = torch.full_like(s_c, 0.3)
+        l_hi = [stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw, w, None, pl), t_c, hi, eps,
+                              bf16=False, object_max_sigma=0.5) for w in (ones, heavy)]
+        l_lo = [stage.loss_of(t5, dit, cfg, plan, (clean, ids, mask, sw, w, None, pl), t_c, lo, eps,
+                              bf16=False, object_max_sigma=0.5) for w in (ones, heavy)]
+    check(abs(l_hi[0].item() - l_hi[1].item()) < 1e-6,
+          "no object weight above object_max_sigma (%.6f vs %.6f)" % (l_hi[0].item(), l_hi[1].item()))
+    check(abs(l_lo[0].item() - l_lo[1].item()) > 1e-6, "the object weight below object_max_sigma")
     loss.backward()
     check(torch.isfinite(loss).item(), "loss is finite (%.4f)" % loss.item())
     gt = t5.token_embedding.weight.grad

@@ -20,8 +20,9 @@ def parse(argv):
         prog="tools/train.sh",
         description="Train flipbook's default model: autoencoder, tokenizer, text encoder + DiT. "
                     "Every stage resumes from its checkpoint in the state folder.")
-    ap.add_argument("--stage", default="all", choices=("all",) + C.STAGES,
-                    help="run one stage, or all that are not done yet in order (default)")
+    ap.add_argument("--stage", default="all", choices=("all",) + C.STAGES + C.OPTIONAL_STAGES,
+                    help="run one stage, or all that are not done yet in order (default; "
+                         "dmd runs only when named)")
     ap.add_argument("--minutes", type=float, default=None,
                     help="stop cleanly after this many minutes, with a checkpoint")
     ap.add_argument("--dir", default=None,
@@ -44,6 +45,8 @@ def parse(argv):
     ap.add_argument("--no-train", action="store_true", help="only export/evaluate what is there")
     ap.add_argument("--export", action="store_true",
                     help="write the model file from the latest checkpoints of every stage")
+    ap.add_argument("--dmd", action="store_true",
+                    help="export the DiT of the dmd stage (its generator) instead of the dit stage's")
     ap.add_argument("--out", default=DEFAULT_OUT, help="model file written by --export "
                     "(default models/default/model.safetensors)")
     ap.add_argument("--dtype", default="f16", choices=("f16", "f32"), help="exported weight dtype")
@@ -62,6 +65,7 @@ def smoke_config(tc):
     tc.tokenizer.sentences = 400
     tc.dit.steps, tc.dit.batch, tc.dit.warmup = 3, 2, 1
     tc.dit.clip_latents, tc.dit.dataset_clips, tc.dit.shard_clips = 6, 4, 2
+    tc.dmd.steps, tc.dmd.batch, tc.dmd.warmup = 4, 2, 1
     return tc
 
 
@@ -148,6 +152,8 @@ def main(argv=None):
                 from . import ae as mod
             elif name == "tokenizer":
                 from . import tokenizer as mod
+            elif name == "dmd":
+                from . import dmd as mod
             else:
                 from . import dit as mod
             if args.stage == "all" and mod.is_done(root):
@@ -162,7 +168,7 @@ def main(argv=None):
                 break
     if args.export:
         from . import export
-        export.export(root, tc, args.out, args.dtype)
+        export.export(root, tc, args.out, args.dtype, dmd=args.dmd)
     if args.eval:
         from . import evaluate
         evaluate.run(root, args.out, tc, clips=args.eval_clips, chunks=args.eval_chunks)

@@ -145,6 +145,10 @@ class DiTStage:
     object_weight: float = 8.0     # extra loss weight of latent cells holding an object; 0 up
                                    # to step ~4,850 (objects never appeared), 4 up to 11,489
                                    # (objects appeared, of the prompt's colour too rarely)
+    object_max_sigma: float = 0.5  # ... only on chunks noised to sigma <= this (1: all; all up
+                                   # to step 25,301): above it the weighted loss's best answer
+                                   # is an object smeared wherever it might be, 9x too strong,
+                                   # and one object came out as two or three (dit.loss_of)
     first_chunk_weight: float = 3.0   # loss weight of a clip's first chunk (1 up to step
                                       # ~13,300): the one drawn from the prompt alone
     start_every: int = 2           # every 2nd step is one of stream starts (0: never; since
@@ -159,11 +163,30 @@ class DiTStage:
 
 
 @dataclass
+class DMDStage:
+    """The optional first-chunk distillation (tools/train/dmd.py), run by name after the dit."""
+    steps: int = 1500
+    batch: int = 8                 # first chunks (prompts) per step
+    gen_lr: float = 2e-5
+    fake_lr: float = 2e-5
+    fake_updates: int = 2          # fake-score updates per generator update (Self-Forcing: 5)
+    guidance: float = 2.0          # the teacher's classifier-free guidance (3 oversaturated
+                                   # skies when sampling with it directly)
+    t_min: int = 20                # noise levels of the matching, as indices of the 1000-entry
+    t_max: int = 980               # table
+    ema: float = 0.99
+    warmup: int = 20
+    grad_clip: float = 1.0
+    bf16: bool = True
+
+
+@dataclass
 class TrainConfig:
     seed: int = SEED
     ae: AEStage = field(default_factory=AEStage)
     tokenizer: TokenizerStage = field(default_factory=TokenizerStage)
     dit: DiTStage = field(default_factory=DiTStage)
+    dmd: DMDStage = field(default_factory=DMDStage)
 
     def stage_dict(self, name):
         d = dataclasses.asdict(getattr(self, name))
@@ -175,3 +198,4 @@ class TrainConfig:
 
 
 STAGES = ("ae", "tokenizer", "dit")
+OPTIONAL_STAGES = ("dmd",)      # run only when named (--stage dmd)

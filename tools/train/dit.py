@@ -175,7 +175,8 @@ class Batches:
     def get(self, rng, batch, clips=None, dropout=0.0, latents=None):
         """(clean [B, C, F, h, w], ids [B*3, L] (before, after, "" per clip), mask,
         frame_caption [B, F], loss weight [B, 1, F, h, w] or None, noisy_caption [B, F]: the
-        noisy chunks' captions, "" (index 2) with probability dropout per chunk).
+        noisy chunks' captions, "" (index 2) with probability dropout per chunk, the weight
+        without the object cells' part [B, 1, F, 1, 1] or None: see loss_of).
 
         latents: cut every clip to its first this many latent frames (a short stream), else F
         is the cached clip's length. Only a clip's start stands for a stream's start: its
@@ -200,16 +201,18 @@ class Batches:
                 fcap[j, sw * C.CHUNK_LATENTS:] = 1
         ids, mask = self._pad(lists)
         clean = self.lat[rows, :F_].float().permute(0, 2, 1, 3, 4).contiguous()   # [B, C, F, h, w]
-        weight = None
+        weight = plain = None
         if self.obj is not None and (self.st.object_weight > 0 or self.st.first_chunk_weight != 1):
             o = self.obj[rows, :F_].float().permute(0, 2, 1, 3, 4)              # [B, 1, F, h, w]
             weight = 1.0 + self.st.object_weight * o
             weight[:, :, :C.CHUNK_LATENTS] *= self.st.first_chunk_weight
+            plain = torch.ones(len(idx), 1, F_, 1, 1)                          # [B, 1, F, 1, 1]
+            plain[:, :, :C.CHUNK_LATENTS] = self.st.first_chunk_weight
         ncap = fcap
         if dropout > 0:
             drop = torch.from_numpy(rng.random((len(idx), F_ // C.CHUNK_LATENTS)) < dropout)
             ncap = torch.where(drop.repeat_interleave(C.CHUNK_LATENTS, dim=1), 2, fcap)
-        return clean, ids, mask, fcap, weight, ncap
+        return clean, ids, mask, fcap, weight, ncap, plain
 
 
 def chunk_noise_levels(sched, rng_t, B, n, p_exact):
@@ -223,10 +226,20 @@ def chunk_noise_levels(sched, rng_t, B, n, p_exact):
     return t, s
 
 
-def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16):
-    """batch: Batches.get's tuple (its last item, the noisy chunks' captions, optional)."""
+def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16, object_max_sigma=1.0):
+    """batch: Batches.get's tuple (the noisy chunks' captions and the plain weight optional).
+
+    object_max_sigma: chunks noised above this sigma take the plain weight (no extra weight
+    on object cells). The weight depends on the target, so at a level where the input leaves
+    open whether a cell holds an object, the best prediction is a mean that counts the object
+    1 + object_weight times: an object's colour smeared strongly over every place it might be,
+    which the sampler's next steps then read as several objects."""
     clean, ids, mask, fcap, weight = batch[:5]
     ncap = batch[5] if len(batch) > 5 else None
+    plain = batch[6] if len(batch) > 6 else None
+    if weight is not None and plain is not None and object_max_sigma < 1.0:
+        high = (s_chunk > object_max_sigma).repeat_interleave(cfg.stream.chunk_frames, dim=1)
+        weight = torch.where(high[:, None, :, None, None], plain, weight)
     B = clean.shape[0]
     Cf = cfg.stream.chunk_frames
     t = t_chunk.repeat_interleave(Cf, dim=1)
@@ -288,7 +301,7 @@ def build_cache(root, tc, vae, budget):
 # ---- the stage ------------------------------------------------------------------------------
 
 # Settings a run may change between resumptions (sizes, loss weights, the data's warm start).
-RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "caption_dropout",
+RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "object_max_sigma", "caption_dropout",
              "first_chunk_weight", "start_every", "start_batch", "start_latents", "warm_start")
 
 
@@ -422,7 +435,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
             batch = batches.get(rng, B, dropout=st.caption_dropout)
         t_c, s_c = chunk_noise_levels(sched, gen, B, n, st.exact_step_prob)
         eps = torch.randn(batch[0].shape, generator=gen)
-        loss = loss_of(t5, dit, cfg, pl, batch, t_c, s_c, eps, st.bf16)
+        loss = loss_of(t5, dit, cfg, pl, batch, t_c, s_c, eps, st.bf16, st.object_max_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, st.grad_clip)

@@ -21,8 +21,9 @@ from . import tokenizer as tok_stage
 MAX_BYTES = 50 * 1000 * 1000
 
 
-def assemble(root):
-    """A reference Model from the state folder, and a dict of the stage steps used."""
+def assemble(root, dmd=False):
+    """A reference Model from the state folder, and a dict of the stage steps used. dmd: the
+    DiT and text encoder of the dmd stage (its generator's EMA) instead of the dit stage's."""
     missing = [s for s, ok in (("ae", os.path.exists(os.path.join(root, "ae", "ckpt.pt"))),
                                ("tokenizer", tok_stage.is_done(root)),
                                ("dit", os.path.exists(os.path.join(root, "dit", "ckpt.pt")))) if not ok]
@@ -30,21 +31,29 @@ def assemble(root):
         raise SystemExit("train: cannot export, no checkpoint yet for: %s" % ", ".join(missing))
     tok, _ = tok_stage.load(root)
     t5, dit, cfg, dit_step = dit_stage.load_trained(root, ema=True)
+    dmd_step = None
+    if dmd:
+        from . import dmd as dmd_stage
+        g = dmd_stage.load_generator(root)
+        if g is None:
+            raise SystemExit("train: --dmd: no dmd checkpoint yet (tools/train.sh --stage dmd)")
+        t5, dit, cfg, dmd_step, dit_step = g
     vae, ae_step = ae_stage.load_trained(root)
     model = Model(cfg, C.MODEL_NAME, tok.model_bytes)
     model.dit.load_state_dict(dit.state_dict())
     model.text_encoder.load_state_dict(t5.state_dict())
     model.vae.load_state_dict(vae.state_dict())
-    return model.eval(), {"ae": ae_step, "dit": dit_step}
+    return model.eval(), {"ae": ae_step, "dit": dit_step, "dmd": dmd_step}
 
 
-def export(root, tc, out, dtype="f16"):
-    model, steps = assemble(root)
+def export(root, tc, out, dtype="f16", dmd=False):
+    model, steps = assemble(root, dmd)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
     save_model(tmp, model, torch.float16 if dtype == "f16" else torch.float32,
                prompts=C.EXAMPLE_PROMPTS,
-               training={"seed": tc.seed, "ae_step": steps["ae"], "dit_step": steps["dit"]})
+               training={"seed": tc.seed, "ae_step": steps["ae"], "dit_step": steps["dit"],
+                         **({"dmd_step": steps["dmd"]} if steps["dmd"] is not None else {})})
     size = os.path.getsize(tmp)
     if size > MAX_BYTES:
         os.unlink(tmp)
@@ -52,8 +61,9 @@ def export(root, tc, out, dtype="f16"):
     load_model(tmp)            # the file reads back through the reference loader
     os.replace(tmp, out)
     n = sum(v.numel() for v in model.state_dict().values())
-    print("train: exported %s (%.1f MB, %.2fM parameters, %s; ae step %d, dit step %d)"
-          % (out, size / 1e6, n / 1e6, dtype, steps["ae"], steps["dit"]), flush=True)
+    print("train: exported %s (%.1f MB, %.2fM parameters, %s; ae step %d, dit step %d%s)"
+          % (out, size / 1e6, n / 1e6, dtype, steps["ae"], steps["dit"],
+             "" if steps["dmd"] is None else ", dmd step %d" % steps["dmd"]), flush=True)
     return out
 
 

@@ -1,0 +1,98 @@
+"""train_dmd: the first-chunk distillation stage (tools/train/dmd.py).
+
+Its rollout is the engine's first chunk: with gradients through the last step it returns what
+the reference sampler's Stream.next_chunk returns for the same noise. The matching direction
+is zero when the fake score equals the guided real one and points from the fake's prediction
+to the real one's otherwise, and the loss hands exactly that direction to the sample. The
+stage runs on a tiny state folder, stops and resumes to the same weights as an uninterrupted
+run, keeps the teacher frozen, moves the generator, and exports it with --dmd."""
+import os
+
+import torch
+
+from common import StopAfter, check, finish, tmpdir
+from test_dit import tiny_cfg
+from test_dit_run import prepare, same, tiny
+
+from flipbook_ref.export import load_model
+from flipbook_ref.sampler import FlowMatchSchedule, Stream
+from train import config as C
+from train import dit as dit_stage
+from train import dmd, export, state
+from train.ae import build_model
+
+
+def unit():
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    _, gen = dit_stage.build_models(cfg, 1)
+    with torch.no_grad():                      # the zero-initialised head would hide everything
+        for p in gen.head.parameters():
+            p.normal_(0, 0.1)
+    sched = FlowMatchSchedule(cfg.sampler)
+    K = len(sched.steps)
+    ctx = torch.randn(2, cfg.dit.text_len, cfg.dit.text_dim)
+    noises = [torch.randn(2, 4, 2, 4, 4) for _ in range(K)]
+    stream = Stream(gen, cfg, ctx, seeds=[0, 1])
+    with torch.no_grad():
+        want = stream.next_chunk(noises=noises)
+    got = dmd.rollout(gen, dmd.cross_of(gen, ctx), noises, sched, K - 1)
+    check((got - want).abs().max().item() < 1e-5, "rollout == the sampler's first chunk (%.2e)"
+          % (got - want).abs().max().item())
+    check(got.requires_grad, "the rollout's last step carries gradients")
+    early = dmd.rollout(gen, dmd.cross_of(gen, ctx), noises, sched, 1)
+    check(not torch.allclose(early, got), "an earlier exit step returns that step's x0")
+
+    st = C.DMDStage(guidance=1.0)
+    _, fake = dit_stage.build_models(cfg, 1)
+    fake.load_state_dict(gen.state_dict())
+    x = got.detach()
+    cr = dmd.cross_of(gen, ctx)
+    d = dmd.dmd_direction(gen, fake, x, cr, cr, dmd.cross_of(fake, ctx), sched,
+                          torch.Generator().manual_seed(5), st)
+    check(d.abs().max().item() < 1e-5, "fake == real: no direction (%.2e)" % d.abs().max().item())
+    with torch.no_grad():
+        for p in fake.head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    d = dmd.dmd_direction(gen, fake, x, cr, cr, dmd.cross_of(fake, ctx), sched,
+                          torch.Generator().manual_seed(5), st)
+    check(d.abs().mean().item() > 1e-3, "fake != real: a direction (%.2e)" % d.abs().mean().item())
+    xr = x.clone().requires_grad_(True)
+    (0.5 * (xr - (xr - d).detach()).pow(2).mean()).backward()
+    check(torch.allclose(xr.grad * xr.numel(), d, atol=1e-6), "the loss hands the direction to x")
+
+
+def stage():
+    C.DIT_LAYERS = 2
+    tc = tiny(C.TrainConfig())
+    tc.dmd.steps, tc.dmd.batch, tc.dmd.warmup = 4, 2, 1
+    torch.manual_seed(3)
+    vae_state = build_model(1).state_dict()
+    with tmpdir() as a, tmpdir() as b:
+        for root in (a, b):
+            prepare(root, tc, vae_state)
+            dit_stage.run(root, tc, state.Budget(None), threads=1)
+        check(dmd.run(a, tc, state.Budget(None), log_every=1, threads=1), "uninterrupted run finishes")
+        check(not dmd.run(b, tc, StopAfter(2), log_every=1, threads=1), "interrupted run reports not done")
+        check(dmd.run(b, tc, state.Budget(None), log_every=1, threads=1), "resumed run finishes")
+        ca = state.load_ckpt(os.path.join(a, "dmd", "ckpt.pt"))
+        cb = state.load_ckpt(os.path.join(b, "dmd", "ckpt.pt"))
+        check(ca["step"] == cb["step"] == 4, "both at the last step")
+        check(all(same(ca[k], cb[k]) for k in ("gen", "fake", "ema")),
+              "stopped + resumed == uninterrupted, bit for bit")
+        teacher = state.load_ckpt(os.path.join(a, "dit", "ckpt.pt"))["ema"]["dit"]
+        check(same(ca["real"], teacher), "the teacher stays frozen")
+        check(not same(ca["gen"], teacher) and not same(ca["fake"], teacher),
+              "the generator and the fake score moved")
+        out = os.path.join(a, "m.safetensors")
+        export.export(a, tc, out, dmd=True)
+        m = load_model(out)
+        got = m.dit.state_dict()
+        check(all(torch.allclose(got[k].float(), ca["ema"][k].float(), atol=1e-2) for k in got),
+              "--dmd exports the generator's EMA")
+
+
+if __name__ == "__main__":
+    unit()
+    stage()
+    finish()

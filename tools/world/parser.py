@@ -116,10 +116,11 @@ class Parser:
         # a whole object is part of it, not an object of its own: a ball split by its dark spot,
         # or the colour fringe a decoder leaves along a moving object's edge. (Pieces alone,
         # such as an object showing at a frame edge or beside the occluder, still count.)
-        self.split_aspect = 1.6
         r_small = (vocab.SIZE_HALF["small"] - OUTLINE) * self.px
         self.fragment_area = 0.3 * math.pi * r_small * r_small
         self.fragment_gap = 3.0 * self.W / 128.0
+        # No object is wider than tall: a component this many times wider is several (_split_wide).
+        self.split_aspect = 1.6
         # Two big objects side by side still fit; an unsubtracted tree canopy does not.
         self.max_extent = 2.6 * 2.0 * vocab.SIZE_HALF["big"] * self.px
 

@@ -80,8 +80,10 @@ def _short(v):
 
 
 def status(root, tc):
-    for name in C.STAGES:
+    for name in C.STAGES + C.OPTIONAL_STAGES:
         sdir = os.path.join(root, name)
+        if name in C.OPTIONAL_STAGES and not os.path.isdir(sdir):
+            continue
         done = os.path.exists(os.path.join(sdir, "done"))
         line = "%-9s %s" % (name, "done" if done else "not done")
         ck = os.path.join(sdir, "ckpt.pt")

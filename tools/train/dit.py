@@ -301,8 +301,9 @@ def build_cache(root, tc, vae, budget):
 # ---- the stage ------------------------------------------------------------------------------
 
 # Settings a run may change between resumptions (sizes, loss weights, the data's warm start).
-RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "object_max_sigma", "caption_dropout",
-             "first_chunk_weight", "start_every", "start_batch", "start_latents", "warm_start")
+RESIZABLE = ("steps", "dataset_clips", "batch", "object_weight", "object_max_sigma",
+             "caption_dropout", "first_chunk_weight", "start_every", "start_batch",
+             "start_latents", "warm_start")
 
 
 def networks_dict(cfg):

@@ -217,9 +217,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     tuner = state.ThreadTuner(threads)
     while step < st.steps:
         t_step = time.time()
-        if budget.should_stop():
-            save()
-            print("train[ae]: stopped at step %d (checkpoint saved)" % step, flush=True)
+        if state.stopped(budget, save, "ae", step):
             return False
         lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac, rewarm)
         for g in opt.param_groups:
@@ -233,10 +231,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(st.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), vae.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        state.ema_update(ema.parameters(), vae.parameters(), min(st.ema, (1 + step) / (10 + step)))
         step += 1
         tuner.step_done(time.time() - t_step)
         parts["loss"] = loss.item()

@@ -314,12 +314,18 @@ def networks_dict(cfg):
     return d, d["vae"].pop("warm_start", False)
 
 
-def settings(tc, cfg):
-    s = tc.stage_dict("dit")
-    s["model"], s["warm_start"] = networks_dict(cfg)
+def settings(tc, cfg, stage="dit"):
+    """The settings a stage's checkpoint records: its own (tc.<stage>) and the networks'. The
+    dmd stage trains the same networks and records them the same way (without the warm start,
+    a property of the dit stage's latents)."""
+    s = tc.stage_dict(stage)
+    model, warm_start = networks_dict(cfg)
     # The guidance scale is a choice of the sampler at inference, not of training: changing it
     # must not stop a run from resuming.
-    s["model"]["sampler"].pop("guidance", None)
+    model["sampler"].pop("guidance", None)
+    s["model"] = model
+    if stage == "dit":
+        s["warm_start"] = warm_start
     return s
 
 
@@ -416,9 +422,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     tuner = state.ThreadTuner(threads)
     while step < st.steps:
         t_step = time.time()
-        if budget.should_stop():
-            save()
-            print("train[dit]: stopped at step %d (checkpoint saved)" % step, flush=True)
+        if state.stopped(budget, save, "dit", step):
             return False
         lr = state.cosine_lr(step, st.steps, st.lr, st.warmup, st.lr_min_frac, rewarm)
         for g in opt.param_groups:
@@ -441,10 +445,7 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, st.grad_clip)
         opt.step()
-        with torch.no_grad():
-            d = min(st.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema_params, params):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        state.ema_update(ema_params, params, min(st.ema, (1 + step) / (10 + step)))
         step += 1
         tuner.step_done(time.time() - t_step)
         for k, x in (("loss", loss.item()), ("grad_norm", float(gn))):

@@ -100,13 +100,6 @@ def fake_loss(fake, x, cross_f, sched, gen, st):
     return (pred.float() - (eps - x)).pow(2).mean()
 
 
-def settings(tc, cfg):
-    s = tc.stage_dict("dmd")
-    s["model"], _ = dit_stage.networks_dict(cfg)
-    s["model"]["sampler"].pop("guidance", None)
-    return s
-
-
 def load_generator(root):
     """(t5, generator EMA dit, cfg, dmd step, teacher step) or None."""
     ck = state.load_ckpt(os.path.join(root, "dmd", "ckpt.pt"))
@@ -128,7 +121,7 @@ def run(root, tc, budget, log_every=10, threads=2):
     tok, cfg = dit_stage.model_cfg(root)
     sdir = state.stage_dir(root, "dmd")
     ck_path = os.path.join(sdir, "ckpt.pt")
-    cur = settings(tc, cfg)
+    cur = dit_stage.settings(tc, cfg, "dmd")
     ck = state.load_ckpt(ck_path)
     if ck is not None:
         state.check_settings(ck["settings"], cur, "dmd")
@@ -196,9 +189,7 @@ def run(root, tc, budget, log_every=10, threads=2):
     tuner = state.ThreadTuner(threads)
     while step < st.steps:
         t_step = time.time()
-        if budget.should_stop():
-            save()
-            print("train[dmd]: stopped at step %d (checkpoint saved)" % step, flush=True)
+        if state.stopped(budget, save, "dmd", step):
             return False
         lr_scale = min(1.0, (step + 1) / max(st.warmup, 1))
         for g in opt_g.param_groups:
@@ -227,9 +218,7 @@ def run(root, tc, budget, log_every=10, threads=2):
                 loss_g.backward()
                 torch.nn.utils.clip_grad_norm_(gen.parameters(), st.grad_clip)
                 opt_g.step()
-                with torch.no_grad():
-                    for pe, p in zip(ema.parameters(), gen.parameters()):
-                        pe.mul_(st.ema).add_(p.detach(), alpha=1 - st.ema)
+                state.ema_update(ema.parameters(), gen.parameters(), st.ema)
                 acc["dmd_grad"] = acc.get("dmd_grad", 0.0) + float(d.abs().mean())
                 acc["n_g"] = acc.get("n_g", 0) + 1
             lf = fake_loss(fake, x.detach(), cross_of(fake, ctx_c), sched, gen_t, st)

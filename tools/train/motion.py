@@ -21,7 +21,6 @@ import torch
 from flipbook_ref.kvcache import ClipPlan
 from flipbook_ref.sampler import FlowMatchSchedule
 
-from . import config as C
 from . import dit as dit_stage
 from . import tokenizer as tok_stage
 

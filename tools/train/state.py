@@ -99,6 +99,23 @@ def step_seed(seed, stage_id, step):
     return int(s[0]) & ((1 << 63) - 1)
 
 
+def stopped(budget, save, stage, step):
+    """True, after save() and a line saying so, when the budget says the stage must stop now:
+    the first thing every stage's loop asks each step."""
+    if not budget.should_stop():
+        return False
+    save()
+    print("train[%s]: stopped at step %d (checkpoint saved)" % (stage, step), flush=True)
+    return True
+
+
+def ema_update(ema_params, params, decay):
+    """ema <- decay * ema + (1 - decay) * params, in place (the weights a stage exports)."""
+    with torch.no_grad():
+        for pe, p in zip(ema_params, params):
+            pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
 REWARM_STEPS = 200
 
 

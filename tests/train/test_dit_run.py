@@ -1,7 +1,8 @@
 """train_dit_run: the DiT stage's loop on a tiny latent cache. A run stopped mid-way and resumed
 ends with the same weights, EMA and optimizer moments as an uninterrupted one, bit for bit,
 with stream-start steps (clips cut to their first chunk) between whole-clip steps; the cache
-is built once and reused; the validation figure is logged; --motion-check reads the result."""
+is built once and reused; the validation figure is logged; --motion-check and --heldout-check
+read the result."""
 import os
 import shutil
 
@@ -81,6 +82,32 @@ def main():
               "motion check: one change per neighbouring pair (%s)" % m)
         check(abs(m["teacher"][0] - m["free"][0]) < 1e-5 and m["teacher"][2] != m["free"][2],
               "motion check: first chunk alike, the next one not (%s, %s)" % (m["teacher"], m["free"]))
+        # --heldout-check: the unseen clips are stream starts the cache does not hold; a clip's
+        # figure depends on the clip, not on the set or batch it is scored in (same noise per
+        # clip), so the seen/unseen ratio compares like with like.
+        from train import heldout
+        h = heldout.run(a, tc, clips=2)
+        check(h["clips"] >= 1 and set(h["seen"]) == set(h["unseen"]) and len(h["seen"]) == 3,
+              "held-out check: figures at the sampler's first three levels (%s)" % h)
+        check(all(x == x and x > 0 for s in h["seen"] for x in h["seen"][s] + h["unseen"][s]),
+              "held-out check: finite, positive losses (%s)" % h)
+        got = heldout.stream_starts(tc.seed, tc.dit, tc.dit.dataset_clips, 2, 16)
+        check(got and all(i >= tc.dit.dataset_clips and cp["start"] == 0 for i, _, cp in got),
+              "held-out check: unseen clips are stream starts past the cache (%s)"
+              % [(i, cp["start"]) for i, _, cp in got])
+        u_lat, u_obj, u_caps = heldout.render_unseen(a, tc, 2)
+        t5, net, mcfg, _ = dit.load_trained(a)
+        tok = tok_stage.load(a)[0]
+        both = heldout.first_chunk_loss(t5, net, mcfg, tok, tc.dit, tc.seed, u_lat, u_obj, u_caps, batch=2)
+        one = heldout.first_chunk_loss(t5, net, mcfg, tok, tc.dit, tc.seed, u_lat, u_obj, u_caps, batch=1)
+        check(all(abs(both[s][j] - one[s][j]) <= 1e-3 * one[s][j] for s in one for j in (0, 1)),
+              "held-out check: a clip's figure does not depend on its batch (%s, %s)" % (both, one))
+        swapped = heldout.first_chunk_loss(t5, net, mcfg, tok, tc.dit, tc.seed, u_lat[[1, 0]],
+                                           u_obj[[1, 0]], u_caps[::-1], batch=1)
+        check(any(abs(swapped[s][0] - one[s][0]) > 1e-6 * one[s][0] for s in one)
+              or torch.equal(u_lat[0], u_lat[1]),
+              "held-out check: the noise follows the clip's place in the set, so reordering "
+              "changes the pairing (%s, %s)" % (swapped, one))
         # Without stream-start steps the same seed gives other weights: the setting is used.
         shutil.rmtree(os.path.join(a, "dit"))
         tc.dit.start_every = 0

@@ -42,6 +42,10 @@ def parse(argv):
     ap.add_argument("--motion-check", action="store_true",
                     help="print how much the DiT checkpoint moves things, teacher-forced and "
                          "free-running, on held-out latent clips (docs/training.md), and exit")
+    ap.add_argument("--heldout-check", action="store_true",
+                    help="print the DiT checkpoint's first-chunk loss on clips of its latent cache "
+                         "against clips it never saw (memorised or learnt, docs/training.md), "
+                         "and exit")
     ap.add_argument("--no-train", action="store_true", help="only export/evaluate what is there")
     ap.add_argument("--export", action="store_true",
                     help="write the model file from the latest checkpoints of every stage")
@@ -135,6 +139,10 @@ def main(argv=None):
     if args.motion_check:
         from . import motion
         motion.run(root, tc)
+        return 0
+    if args.heldout_check:
+        from . import heldout
+        heldout.run(root, tc)
         return 0
     budget = state.Budget(args.minutes, args.ckpt_minutes)
     budget.install_signals()

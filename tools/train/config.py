@@ -148,10 +148,12 @@ class DiTStage:
     object_weight: float = 8.0     # extra loss weight of latent cells holding an object; 0 up
                                    # to step ~4,850 (objects never appeared), 4 up to 11,489
                                    # (objects appeared, of the prompt's colour too rarely)
-    object_max_sigma: float = 0.5  # ... only on chunks noised to sigma <= this (1: all; all up
-                                   # to step 25,301): above it the weighted loss's best answer
-                                   # is an object smeared wherever it might be, 9x too strong,
-                                   # and one object came out as two or three (dit.loss_of)
+    object_max_sigma: float = 0.75  # ... only on chunks noised to sigma <= this (1: all; all
+                                   # up to step 25,301, 0.5 up to 30,105): above it the
+                                   # weighted loss's best answer is an object smeared wherever
+                                   # it might be, 9x too strong, and one object came out as two
+                                   # or three (dit.loss_of); at 0.5 too few objects came out
+                                   # more and more often (they faded over the sampler's steps)
     first_chunk_weight: float = 3.0   # loss weight of a clip's first chunk (1 up to step
                                       # ~13,300): the one drawn from the prompt alone
     start_every: int = 2           # every 2nd step is one of stream starts (0: never; since

@@ -15,6 +15,8 @@ object is printed, and the unseen / seen ratio: well above 1 means the model ans
 training clips better than the world, and more clips (`dataset_clips`) are worth more than more
 steps on the same ones.
 """
+import os
+
 import numpy as np
 import torch
 
@@ -102,11 +104,18 @@ def run(root, tc, clips=48):
     t5, dit, cfg, step = got
     tok, _ = dit_stage.model_cfg(root)
     st = tc.dit
-    n_shards = -(-st.dataset_clips // st.shard_clips)
-    lat, obj, caps = data.load_cache(dit_stage.cache_dir(root), n_shards)
-    seen = [i for i, c in enumerate(caps[:st.dataset_clips]) if c["start"] == 0][:clips]
+    d = dit_stage.cache_dir(root)
+    # The seen clips come from the cache's first shards: as many as it takes to find them.
+    n_shards, seen = 0, []
+    while len(seen) < clips and n_shards * st.shard_clips < st.dataset_clips:
+        if not os.path.exists(data.shard_path(d, n_shards)):
+            break
+        n_shards += 1
+        lat, obj, caps = data.load_cache(d, n_shards)
+        seen = [i for i, c in enumerate(caps[:st.dataset_clips]) if c["start"] == 0][:clips]
     if not seen:
-        raise SystemExit("train: the latent cache in %s holds no stream starts" % root)
+        raise SystemExit("train: the latent cache in %s holds no stream starts yet (tools/train.sh "
+                         "--stage dit builds it)" % d)
     print("train[heldout]: DiT step %d; rendering %d clips the cache does not hold (from index %d)"
           % (step, len(seen), st.dataset_clips), flush=True)
     u_lat, u_obj, u_caps = render_unseen(root, tc, len(seen))

@@ -95,8 +95,8 @@ def main():
         check(got and all(i >= tc.dit.dataset_clips and cp["start"] == 0 for i, _, cp in got),
               "held-out check: unseen clips are stream starts past the cache (%s)"
               % [(i, cp["start"]) for i, _, cp in got])
-        u_lat, u_obj, u_caps = heldout.render_unseen(a, tc, 2)
         t5, net, mcfg, _ = dit.load_trained(a)
+        u_lat, u_obj, u_caps = heldout.render_unseen(a, tc, mcfg, 2)
         tok = tok_stage.load(a)[0]
         both = heldout.first_chunk_loss(t5, net, mcfg, tok, tc.dit, tc.seed, u_lat, u_obj, u_caps, batch=2)
         one = heldout.first_chunk_loss(t5, net, mcfg, tok, tc.dit, tc.seed, u_lat, u_obj, u_caps, batch=1)

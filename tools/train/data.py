@@ -180,12 +180,18 @@ def build_shard(vae, cache_dir, k, st, seed):
     return True
 
 
+def load_shard(cache_dir, k):
+    """(latents [n, F, C, h, w] float16, objects [n, F, 1, h, w] bool, captions) of shard k."""
+    d = torch.load(shard_path(cache_dir, k))
+    return d["latents"], d["objects"], json.loads(d["captions"])
+
+
 def load_cache(cache_dir, n_shards):
     """(latents [N, F, C, h, w] float16, objects [N, F, 1, h, w] bool, captions)."""
     lats, objs, caps = [], [], []
     for k in range(n_shards):
-        d = torch.load(shard_path(cache_dir, k))
-        lats.append(d["latents"])
-        objs.append(d["objects"])
-        caps.extend(json.loads(d["captions"]))
+        lat, obj, cap = load_shard(cache_dir, k)
+        lats.append(lat)
+        objs.append(obj)
+        caps.extend(cap)
     return torch.cat(lats), torch.cat(objs), caps

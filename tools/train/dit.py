@@ -351,6 +351,15 @@ def load_trained(root, ema=True):
     return t5.eval(), dit.eval(), cfg, ck["step"]
 
 
+def require_trained(root):
+    """load_trained's (t5, dit, cfg, step), or an exit that says there is no checkpoint yet
+    (for the checks that read the DiT's checkpoint)."""
+    got = load_trained(root)
+    if got is None:
+        raise SystemExit("train: no DiT checkpoint in %s yet" % root)
+    return got
+
+
 def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     st = tc.dit
     if not ae_stage.is_done(root):

@@ -32,8 +32,8 @@ LEVELS = 3          # the sampler's first steps: sigma 1, 0.75, 0.5 in the shipp
 
 
 def stream_starts(seed, st, first, n, limit):
-    """Indices i >= first of the first n clips (of at most limit) that start at their scene's
-    start, with their captions (data.make_dit_clip's, without rendering twice)."""
+    """[(index, frames, captions)] (data.make_dit_clip's) of the first n clips from index first
+    on (looking at most limit clips far) that begin at their scene's start."""
     out = []
     for i in range(first, first + limit):
         fr, _, cp = data.make_dit_clip(seed, i, st.clip_latents * C.T_DOWN, st.switch_fraction,
@@ -46,11 +46,11 @@ def stream_starts(seed, st, first, n, limit):
     return out
 
 
-def render_unseen(root, tc, n):
+def render_unseen(root, tc, cfg, n):
     """(latents [n, F, C, h, w] float16, objects [n, F, 1, h, w] bool, captions) of n stream
-    starts the cache does not hold (indices from dataset_clips on)."""
+    starts the cache does not hold (indices from dataset_clips on), encoded as the cache was
+    (cfg: the model's config, for the autoencoder's warm start)."""
     vae, _ = ae_stage.load_trained(root)
-    _, cfg = dit_stage.model_cfg(root)
     vae.cfg.warm_start = cfg.vae.warm_start
     got = stream_starts(tc.seed, tc.dit, tc.dit.dataset_clips, n, 8 * n)
     frames = np.stack([fr for _, fr, _ in got])
@@ -98,27 +98,28 @@ def first_chunk_loss(t5, dit, cfg, tok, st, seed, lat, obj, caps, batch=8):
 
 
 def run(root, tc, clips=48):
-    got = dit_stage.load_trained(root)
-    if got is None:
-        raise SystemExit("train: no DiT checkpoint in %s yet" % root)
-    t5, dit, cfg, step = got
+    t5, dit, cfg, step = dit_stage.require_trained(root)
     tok, _ = dit_stage.model_cfg(root)
     st = tc.dit
     d = dit_stage.cache_dir(root)
     # The seen clips come from the cache's first shards: as many as it takes to find them.
-    n_shards, seen = 0, []
-    while len(seen) < clips and n_shards * st.shard_clips < st.dataset_clips:
-        if not os.path.exists(data.shard_path(d, n_shards)):
-            break
-        n_shards += 1
-        lat, obj, caps = data.load_cache(d, n_shards)
+    lats, objs, caps, seen = [], [], [], []
+    k = 0
+    while len(seen) < clips and k * st.shard_clips < st.dataset_clips \
+            and os.path.exists(data.shard_path(d, k)):
+        lat, obj, cap = data.load_shard(d, k)
+        lats.append(lat)
+        objs.append(obj)
+        caps.extend(cap)
+        k += 1
         seen = [i for i, c in enumerate(caps[:st.dataset_clips]) if c["start"] == 0][:clips]
     if not seen:
         raise SystemExit("train: the latent cache in %s holds no stream starts yet (tools/train.sh "
                          "--stage dit builds it)" % d)
     print("train[heldout]: DiT step %d; rendering %d clips the cache does not hold (from index %d)"
           % (step, len(seen), st.dataset_clips), flush=True)
-    u_lat, u_obj, u_caps = render_unseen(root, tc, len(seen))
+    lat, obj = torch.cat(lats), torch.cat(objs)
+    u_lat, u_obj, u_caps = render_unseen(root, tc, cfg, len(seen))
     n = min(len(seen), u_lat.shape[0])
     seen = seen[:n]
     a = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, lat[seen], obj[seen],

@@ -55,10 +55,7 @@ def _change(x):
 
 @torch.no_grad()
 def run(root, tc, clips=8):
-    got = dit_stage.load_trained(root)
-    if got is None:
-        raise SystemExit("train: no DiT checkpoint in %s yet" % root)
-    t5, dit, cfg, step = got
+    t5, dit, cfg, step = dit_stage.require_trained(root)
     tok, _ = tok_stage.load(root)
     vpath = os.path.join(dit_stage.cache_dir(root), "val.pt")
     if not os.path.exists(vpath):

@@ -87,10 +87,30 @@ def main():
         # clip), so the seen/unseen ratio compares like with like.
         from train import heldout
         h = heldout.run(a, tc, clips=2)
-        check(h["clips"] >= 1 and set(h["seen"]) == set(h["unseen"]) and len(h["seen"]) == 3,
+        check(h["clips"] >= 1 and set(h["seen"]) == set(h["unseen"]) == set(h["seen_last"])
+              and len(h["seen"]) == 3,
               "held-out check: figures at the sampler's first three levels (%s)" % h)
-        check(all(x == x and x > 0 for s in h["seen"] for x in h["seen"][s] + h["unseen"][s]),
+        check(all(x == x and x > 0 for s in h["seen"]
+                  for x in h["seen"][s] + h["seen_last"][s] + h["unseen"][s]),
               "held-out check: finite, positive losses (%s)" % h)
+        # The first / last seen sets: stream starts only, read from the first or the last
+        # shards in order, missing shards skipped (a synthetic cache of three shards).
+        import json
+        syn = os.path.join(b, "syn")
+        os.makedirs(syn)
+        for k, starts in enumerate([[0, 5], [0, 0], [7, 0]]):
+            torch.save({"latents": torch.full((2, 1, 1, 1, 1), float(k), dtype=torch.float16),
+                        "objects": torch.zeros(2, 1, 1, 1, 1, dtype=torch.bool),
+                        "captions": json.dumps([{"start": x, "k": k} for x in starts])},
+                       os.path.join(syn, "shard_%04d.pt" % k))
+        first = heldout.cached_starts(syn, tc.dit, range(4), 2)
+        last = heldout.cached_starts(syn, tc.dit, range(3, -1, -1), 2)
+        check([c["k"] for c in first[2]] == [0, 1] and first[0].flatten().tolist() == [0, 1]
+              and [c["k"] for c in last[2]] == [2, 1] and last[0].flatten().tolist() == [2, 1]
+              and all(c["start"] == 0 for c in first[2] + last[2]),
+              "held-out check: first and last seen sets (%s, %s)" % (first[2], last[2]))
+        check(heldout.cached_starts(os.path.join(b, "none"), tc.dit, range(2), 2) is None,
+              "held-out check: no cache, no set")
         got = heldout.stream_starts(tc.seed, tc.dit, tc.dit.dataset_clips, 2, 16)
         check(got and all(i >= tc.dit.dataset_clips and cp["start"] == 0 for i, _, cp in got),
               "held-out check: unseen clips are stream starts past the cache (%s)"

@@ -4,16 +4,18 @@ The DiT's latest checkpoint (EMA weights) is scored on the first chunk of stream
 that begin at their scene's start: the chunk drawn from the prompt alone) from two sets of the
 same distribution:
 
-  seen    the first such clips of the latent cache, trained on many times over
+  first   the first such clips of the latent cache (its first shards)
+  last    the last such clips of the cache (its last shards): when the cache grew between
+          runs, these were trained on far fewer times than the first ones
   unseen  clips the cache does not hold yet (indices from dataset_clips on: the same renderer,
           seeds and settings), rendered and encoded here with the trained autoencoder
 
 Each clip gets the same noise in both sets, at the sampler's first steps (the levels that decide
 what a chunk shows); the second chunk is kept almost clean as context so that the plan is the
 stream start's. For each level the loss over all latent cells and over the cells that hold an
-object is printed, and the unseen / seen ratio: well above 1 means the model answers its
+object is printed, and the unseen / first and unseen / last ratios: well above 1 means the model answers its
 training clips better than the world, and more clips (`dataset_clips`) are worth more than more
-steps on the same ones.
+steps on the same ones; a first / last gap says how much repetition adds.
 """
 import os
 
@@ -97,37 +99,54 @@ def first_chunk_loss(t5, dit, cfg, tok, st, seed, lat, obj, caps, batch=8):
     return out
 
 
+def cached_starts(d, st, shards, clips):
+    """(latents, objects, captions) of up to clips stream starts of the cache, read from the
+    given shards in order, as many as it takes to find them (missing shards are skipped)."""
+    lats, objs, caps = [], [], []
+    for k in shards:
+        if len(caps) >= clips:
+            break
+        if not os.path.exists(data.shard_path(d, k)):
+            continue
+        lat, obj, cap = data.load_shard(d, k)
+        keep = [i for i, c in enumerate(cap) if c["start"] == 0][:clips - len(caps)]
+        lats.append(lat[keep])
+        objs.append(obj[keep])
+        caps.extend(cap[i] for i in keep)
+    if not caps:
+        return None
+    return torch.cat(lats), torch.cat(objs), caps
+
+
 def run(root, tc, clips=48):
     t5, dit, cfg, step = dit_stage.require_trained(root)
     tok, _ = dit_stage.model_cfg(root)
     st = tc.dit
     d = dit_stage.cache_dir(root)
-    # The seen clips come from the cache's first shards: as many as it takes to find them.
-    lats, objs, caps, seen = [], [], [], []
-    k = 0
-    while len(seen) < clips and k * st.shard_clips < st.dataset_clips \
-            and os.path.exists(data.shard_path(d, k)):
-        lat, obj, cap = data.load_shard(d, k)
-        lats.append(lat)
-        objs.append(obj)
-        caps.extend(cap)
-        k += 1
-        seen = [i for i, c in enumerate(caps[:st.dataset_clips]) if c["start"] == 0][:clips]
-    if not seen:
+    # Two seen sets: the cache's first shards and its last ones. When the cache has grown
+    # between runs, the first ones were trained on many more times than the last ones, and
+    # the gap between the two says how much of the unseen gap is repetition.
+    shards = -(-st.dataset_clips // st.shard_clips)
+    old = cached_starts(d, st, range(shards), clips)
+    if old is None:
         raise SystemExit("train: the latent cache in %s holds no stream starts yet (tools/train.sh "
                          "--stage dit builds it)" % d)
+    new = cached_starts(d, st, range(shards - 1, -1, -1), clips)
     print("train[heldout]: DiT step %d; rendering %d clips the cache does not hold (from index %d)"
-          % (step, len(seen), st.dataset_clips), flush=True)
-    lat, obj = torch.cat(lats), torch.cat(objs)
-    u_lat, u_obj, u_caps = render_unseen(root, tc, cfg, len(seen))
-    n = min(len(seen), u_lat.shape[0])
-    seen = seen[:n]
-    a = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, lat[seen], obj[seen],
-                         [caps[i] for i in seen])
+          % (step, len(old[2]), st.dataset_clips), flush=True)
+    u_lat, u_obj, u_caps = render_unseen(root, tc, cfg, len(old[2]))
+    n = min(len(old[2]), len(new[2]), u_lat.shape[0])
+    a = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, old[0][:n], old[1][:n], old[2][:n])
+    r = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, new[0][:n], new[1][:n], new[2][:n])
     b = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, u_lat[:n], u_obj[:n], u_caps[:n])
-    print("first chunk of %d stream starts: loss seen / unseen (unseen / seen)" % n)
-    print("sigma   all cells                 object cells")
+    print("first chunk of %d stream starts each: loss on the cache's first shards / its last "
+          "shards / unseen clips (unseen / first, unseen / last)" % n)
+    print("sigma   all cells                                object cells")
     for s in a:
-        print("%5.2f   %.4f / %.4f (%.2f)   %.4f / %.4f (%.2f)" % (
-            s, a[s][0], b[s][0], b[s][0] / a[s][0], a[s][1], b[s][1], b[s][1] / max(a[s][1], 1e-12)))
-    return {"step": step, "clips": n, "seen": a, "unseen": b}
+        row = []
+        for j in (0, 1):
+            row.append("%.4f / %.4f / %.4f (%.2f, %.2f)" % (
+                a[s][j], r[s][j], b[s][j], b[s][j] / max(a[s][j], 1e-12),
+                b[s][j] / max(r[s][j], 1e-12)))
+        print("%5.2f   %s   %s" % (s, row[0], row[1]))
+    return {"step": step, "clips": n, "seen": a, "seen_last": r, "unseen": b}

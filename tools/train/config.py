@@ -145,9 +145,12 @@ class DiTStage:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.999
-    object_weight: float = 8.0     # extra loss weight of latent cells holding an object; 0 up
+    object_weight: float = 4.0     # extra loss weight of latent cells holding an object; 0 up
                                    # to step ~4,850 (objects never appeared), 4 up to 11,489
-                                   # (objects appeared, of the prompt's colour too rarely)
+                                   # (objects appeared, of the prompt's colour too rarely), 8 up
+                                   # to 32,821 (then too many objects again: a weight that
+                                   # depends on the target tilts the learnt flow towards
+                                   # scenes with more object cells)
     object_max_sigma: float = 0.75  # ... only on chunks noised to sigma <= this (1: all; all
                                    # up to step 25,301, 0.5 up to 30,105): above it the
                                    # weighted loss's best answer is an object smeared wherever
@@ -175,8 +178,9 @@ class DMDStage:
     gen_lr: float = 2e-5
     fake_lr: float = 2e-5
     fake_updates: int = 2          # fake-score updates per generator update (Self-Forcing: 5)
-    guidance: float = 2.0          # the teacher's classifier-free guidance (3 oversaturated
-                                   # skies when sampling with it directly)
+    guidance: float = 1.0          # the teacher's classifier-free guidance (3 oversaturated
+                                   # skies when sampling with it directly; 2 in the first try,
+                                   # from DiT step 25,272, made the smeared band more saturated)
     t_min: int = 20                # noise levels of the matching, as indices of the 1000-entry
     t_max: int = 980               # table
     ema: float = 0.99

@@ -103,13 +103,19 @@ def main():
                         "objects": torch.zeros(2, 1, 1, 1, 1, dtype=torch.bool),
                         "captions": json.dumps([{"start": x, "k": k} for x in starts])},
                        os.path.join(syn, "shard_%04d.pt" % k))
-        first = heldout.cached_starts(syn, tc.dit, range(4), 2)
-        last = heldout.cached_starts(syn, tc.dit, range(3, -1, -1), 2)
+        import dataclasses
+        st3 = dataclasses.replace(tc.dit, shard_clips=2, dataset_clips=6)
+        first = heldout.cached_starts(syn, st3, range(4), 2)
+        last = heldout.cached_starts(syn, st3, range(3, -1, -1), 2)
         check([c["k"] for c in first[2]] == [0, 1] and first[0].flatten().tolist() == [0, 1]
               and [c["k"] for c in last[2]] == [2, 1] and last[0].flatten().tolist() == [2, 1]
               and all(c["start"] == 0 for c in first[2] + last[2]),
               "held-out check: first and last seen sets (%s, %s)" % (first[2], last[2]))
-        check(heldout.cached_starts(os.path.join(b, "none"), tc.dit, range(2), 2) is None,
+        short = heldout.cached_starts(syn, dataclasses.replace(st3, dataset_clips=5),
+                                      range(3, -1, -1), 2)
+        check([c["k"] for c in short[2]] == [1, 1],
+              "held-out check: clips past dataset_clips are not seen ones (%s)" % short[2])
+        check(heldout.cached_starts(os.path.join(b, "none"), st3, range(2), 2) is None,
               "held-out check: no cache, no set")
         got = heldout.stream_starts(tc.seed, tc.dit, tc.dit.dataset_clips, 2, 16)
         check(got and all(i >= tc.dit.dataset_clips and cp["start"] == 0 for i, _, cp in got),

@@ -1,8 +1,8 @@
 """Has the DiT learnt the world or memorised its clips? (`--heldout-check`)
 
 The DiT's latest checkpoint (EMA weights) is scored on the first chunk of stream starts (clips
-that begin at their scene's start: the chunk drawn from the prompt alone) from two sets of the
-same distribution:
+that begin at their scene's start: the chunk drawn from the prompt alone) from three sets of
+the same distribution:
 
   first   the first such clips of the latent cache (its first shards)
   last    the last such clips of the cache (its last shards): when the cache grew between
@@ -13,9 +13,10 @@ same distribution:
 Each clip gets the same noise in both sets, at the sampler's first steps (the levels that decide
 what a chunk shows); the second chunk is kept almost clean as context so that the plan is the
 stream start's. For each level the loss over all latent cells and over the cells that hold an
-object is printed, and the unseen / first and unseen / last ratios: well above 1 means the model answers its
-training clips better than the world, and more clips (`dataset_clips`) are worth more than more
-steps on the same ones; a first / last gap says how much repetition adds.
+object is printed, and the unseen / first and unseen / last ratios: well above 1 means the
+model answers its training clips better than the world, and more clips (`dataset_clips`) are
+worth more than more steps on the same ones; a gap between the two ratios says how much of it
+comes from repeating the same clips.
 """
 import os
 
@@ -101,7 +102,8 @@ def first_chunk_loss(t5, dit, cfg, tok, st, seed, lat, obj, caps, batch=8):
 
 def cached_starts(d, st, shards, clips):
     """(latents, objects, captions) of up to clips stream starts of the cache, read from the
-    given shards in order, as many as it takes to find them (missing shards are skipped)."""
+    given shards in order, as many as it takes to find them (missing shards are skipped, and
+    so are clips past st.dataset_clips: a last shard's tail the training does not use)."""
     lats, objs, caps = [], [], []
     for k in shards:
         if len(caps) >= clips:
@@ -109,7 +111,8 @@ def cached_starts(d, st, shards, clips):
         if not os.path.exists(data.shard_path(d, k)):
             continue
         lat, obj, cap = data.load_shard(d, k)
-        keep = [i for i, c in enumerate(cap) if c["start"] == 0][:clips - len(caps)]
+        keep = [i for i, c in enumerate(cap) if c["start"] == 0
+                and k * st.shard_clips + i < st.dataset_clips][:clips - len(caps)]
         lats.append(lat[keep])
         objs.append(obj[keep])
         caps.extend(cap[i] for i in keep)

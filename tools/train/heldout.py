@@ -10,7 +10,7 @@ the same distribution:
   unseen  clips the cache does not hold yet (indices from dataset_clips on: the same renderer,
           seeds and settings), rendered and encoded here with the trained autoencoder
 
-Each clip gets the same noise in both sets, at the sampler's first steps (the levels that decide
+Each clip gets the same noise whichever set it is in, at the sampler's first steps (the levels that decide
 what a chunk shows); the second chunk is kept almost clean as context so that the plan is the
 stream start's. For each level the loss over all latent cells and over the cells that hold an
 object is printed, and the unseen / first and unseen / last ratios: well above 1 means the
@@ -139,9 +139,8 @@ def run(root, tc, clips=48):
           % (step, len(old[2]), st.dataset_clips), flush=True)
     u_lat, u_obj, u_caps = render_unseen(root, tc, cfg, len(old[2]))
     n = min(len(old[2]), len(new[2]), u_lat.shape[0])
-    a = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, old[0][:n], old[1][:n], old[2][:n])
-    r = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, new[0][:n], new[1][:n], new[2][:n])
-    b = first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, u_lat[:n], u_obj[:n], u_caps[:n])
+    a, r, b = (first_chunk_loss(t5, dit, cfg, tok, st, tc.seed, lat[:n], obj[:n], caps[:n])
+               for lat, obj, caps in (old, new, (u_lat, u_obj, u_caps)))
     print("first chunk of %d stream starts each: loss on the cache's first shards / its last "
           "shards / unseen clips (unseen / first, unseen / last)" % n)
     print("sigma   all cells                                object cells")

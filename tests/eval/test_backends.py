@@ -15,8 +15,31 @@ need("numpy", "torch", "sentencepiece")
 import numpy as np  # noqa: E402
 
 from eval.backends import (AEBackend, CBackend, RefBackend, WorldBackend,  # noqa: E402
-                           model_info, parse_transition)
+                           find_flipbook, model_info, parse_transition)
 from eval.sets import adherence_set  # noqa: E402
+
+def fake_build(root, name, sanitize, mtime):
+    """root/name/bin/flipbook (an executable stub) with a CMakeCache.txt naming sanitize."""
+    os.makedirs(os.path.join(root, name, "bin"))
+    with open(os.path.join(root, name, "CMakeCache.txt"), "w") as f:
+        f.write("CMAKE_BUILD_TYPE:STRING=Debug\nFLIPBOOK_SANITIZE:STRING=%s\n" % sanitize)
+    exe = os.path.join(root, name, "bin", "flipbook")
+    open(exe, "w").close()
+    os.chmod(exe, 0o755)
+    os.utime(exe, (mtime, mtime))
+    return exe
+
+
+# The binary the evaluation times: build/ first, else the newest build without sanitizers
+# (check.sh builds build-asan last; a check on it ran four times slower), else any.
+with tempfile.TemporaryDirectory() as tmp:
+    check(find_flipbook(tmp) is None, "find_flipbook: none in an empty tree")
+    asan = fake_build(tmp, "build-asan", "address,undefined", 2000)
+    check(find_flipbook(tmp) == asan, "find_flipbook: a sanitized build when it is the only one")
+    plain = fake_build(tmp, "build-check", "", 1000)
+    check(find_flipbook(tmp) == plain, "find_flipbook: a plain build before a newer sanitized one")
+    first = fake_build(tmp, "build", "", 500)
+    check(find_flipbook(tmp) == first, "find_flipbook: build/ first")
 
 if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
     print("SKIP: no flipbook binary given")

@@ -203,8 +203,22 @@ class RefBackend:
         return self.generate(item.prompts, item.switch_frame, item.n_frames, item.seed, skip)
 
 
+def _sanitized(build_dir):
+    """True when build_dir was configured with FLIPBOOK_SANITIZE (several times slower)."""
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("FLIPBOOK_SANITIZE:"):
+                    return line.split("=", 1)[1].strip() not in ("", "OFF")
+    except OSError:
+        pass
+    return False
+
+
 def find_flipbook(root=ROOT):
-    """The `flipbook` binary: build/bin/flipbook, else the newest build*/bin/flipbook."""
+    """The `flipbook` binary: build/bin/flipbook, else the newest build*/bin/flipbook of a
+    build without sanitizers (tools/check.sh builds build-asan last, and a check timed on it
+    would run several times slower), else the newest of any."""
     first = os.path.join(root, "build", "bin", "flipbook")
     if os.access(first, os.X_OK):
         return first
@@ -212,7 +226,8 @@ def find_flipbook(root=ROOT):
              if os.access(p, os.X_OK)]
     if not found:
         return None
-    return max(found, key=os.path.getmtime)
+    plain = [p for p in found if not _sanitized(os.path.dirname(os.path.dirname(p)))]
+    return max(plain or found, key=os.path.getmtime)
 
 
 class CBackend:

@@ -5,7 +5,9 @@ the reference sampler's Stream.next_chunk returns for the same noise. The matchi
 is zero when the fake score equals the guided real one and points from the fake's prediction
 to the real one's otherwise, and the loss hands exactly that direction to the sample. The
 stage runs on a tiny state folder, stops and resumes to the same weights as an uninterrupted
-run, keeps the teacher frozen, moves the generator, and exports it with --dmd."""
+run, keeps the teacher frozen, moves the generator, and exports it with --dmd. With DMD2's
+classifier (gan_weight > 0) its head and the fake score learn from it, the generator's side
+reaches the sample, and the run still resumes bit for bit."""
 import os
 
 import torch
@@ -61,6 +63,28 @@ def unit():
     (0.5 * (xr - (xr - d).detach()).pow(2).mean()).backward()
     check(torch.allclose(xr.grad * xr.numel(), d, atol=1e-6), "the loss hands the direction to x")
 
+    # DMD2's classifier: its logits come from the fake score's last hidden states, its loss
+    # trains the head and the fake score, and the generator's side reaches the sample.
+    disc = dmd.Discriminator(cfg.dit.dim)
+    real = torch.randn_like(x)
+    cf = dmd.cross_of(fake, ctx)
+    t = torch.tensor([900.0, 300.0])
+    logit = dmd.disc_logits(fake, disc, x, t, cf)
+    check(logit.shape == (2,), "one logit per sample %s" % (tuple(logit.shape),))
+    st_g = C.DMDStage(gan_weight=0.01)
+    ld = dmd.disc_loss(fake, disc, real, x, cf, sched, torch.Generator().manual_seed(6), st_g)
+    check(abs(ld.item() - 2 * 0.6931) < 0.5, "an untrained classifier: loss near 2 log 2 (%.3f)"
+          % ld.item())
+    ld.backward()
+    check(all(p.grad is not None for p in disc.parameters()), "the classifier loss trains the head")
+    check(any(p.grad is not None and p.grad.abs().sum() > 0 for p in fake.blocks.parameters()),
+          "... and the fake score's blocks")
+    xg = x.clone().requires_grad_(True)
+    with torch.no_grad():                      # as in the run: the generator's side reads it
+        cf = dmd.cross_of(fake, ctx)
+    dmd.gan_gen_loss(fake, disc, xg, cf, sched, torch.Generator().manual_seed(7), st_g).backward()
+    check(xg.grad is not None and xg.grad.abs().sum() > 0, "the generator's side reaches its sample")
+
 
 def stage():
     C.DIT_LAYERS = 2
@@ -84,12 +108,33 @@ def stage():
         check(same(ca["real"], teacher), "the teacher stays frozen")
         check(not same(ca["gen"], teacher) and not same(ca["fake"], teacher),
               "the generator and the fake score moved")
+        plain_gen = ca["gen"]
         out = os.path.join(a, "m.safetensors")
         export.export(a, tc, out, dmd=True)
         m = load_model(out)
         got = m.dit.state_dict()
         check(all(torch.allclose(got[k].float(), ca["ema"][k].float(), atol=1e-2) for k in got),
               "--dmd exports the generator's EMA")
+
+    # With the classifier: the run stops and resumes to the same weights (head included),
+    # and the classifier changes where the generator goes.
+    tg = tiny(C.TrainConfig())
+    tg.dmd.steps, tg.dmd.batch, tg.dmd.warmup, tg.dmd.gan_weight = 4, 2, 1, 0.5
+    with tmpdir() as a, tmpdir() as b:
+        for root in (a, b):
+            prepare(root, tg, vae_state)
+            dit_stage.run(root, tg, state.Budget(None), threads=1)
+        check(dmd.run(a, tg, state.Budget(None), log_every=1, threads=1), "with the classifier: finishes")
+        check(not dmd.run(b, tg, StopAfter(2), log_every=1, threads=1), "... interrupted")
+        check(dmd.run(b, tg, state.Budget(None), log_every=1, threads=1), "... resumed")
+        ca = state.load_ckpt(os.path.join(a, "dmd", "ckpt.pt"))
+        cb = state.load_ckpt(os.path.join(b, "dmd", "ckpt.pt"))
+        check(all(same(ca[k], cb[k]) for k in ("gen", "fake", "ema", "disc")),
+              "with the classifier: stopped + resumed == uninterrupted, bit for bit")
+        check(not same(ca["gen"], plain_gen), "the classifier moves the generator elsewhere")
+        with open(os.path.join(a, "dmd", "log.tsv")) as f:
+            head = f.readline().split("\t")
+        check("disc_loss" in head and "gan_gen" in head, "the log has the classifier's columns")
 
 
 if __name__ == "__main__":

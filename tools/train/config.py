@@ -186,6 +186,10 @@ class DMDStage:
     ema: float = 0.99
     warmup: int = 20
     grad_clip: float = 1.0
+    gan_weight: float = 0.0        # DMD2's classifier term in the generator's loss (0: off; on,
+                                   # the dmd stage also reads the cache's real first chunks)
+    disc_weight: float = 0.01      # the classifier's loss beside the fake score's (DMD2: 1e-2)
+    disc_lr: float = 1e-4          # the classifier head's own learning rate (it starts untrained)
     bf16: bool = True
 
 

@@ -16,6 +16,15 @@ The generator's sample x is noised to a random level and moved along
 (x0_fake - x0_real) / mean|x - x0_real|: towards what the teacher calls data, away from what
 the generator already makes. The text encoder is the teacher's, frozen.
 
+With `gan_weight` > 0 (DMD2's second term), a small classifier head on the fake score's last
+hidden states tells noised real first chunks (the latent cache's, under their own captions)
+from noised generator samples under the same captions, trained with the fake score
+(`disc_weight`); the generator is also pushed to be classified real. Why: the teacher says,
+one noise level and one place at a time, whether an object is plausible there, and little
+about how many the caption allows; matched to it alone, the generator draws crisp objects of
+the right colour, two or three times over (docs/training.md, stage 4). A classifier sees the
+whole chunk at once.
+
 Only the first chunk is distilled: the one drawn from the prompt alone (later chunks continue a
 context that already fixes the layout). It runs as the engine runs it: two latent frames at
 positions 0 and 1, attending to themselves (first_chunk_flow; tests/train checks it against
@@ -28,6 +37,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from flipbook_ref.dit import FullAttender, _as_frame_t
 from flipbook_ref.sampler import FlowMatchSchedule
@@ -39,16 +49,61 @@ from . import dit as dit_stage
 STAGE_ID = 4
 
 
-def first_chunk_flow(dit, x, t, cross):
+def first_chunk_flow(dit, x, t, cross, cap=None):
     """The flow of a stream's first chunk x [B, C, F, h, w] at timestep t (scalar or [B]),
     cross from dit.cross_kv(dit.embed_text(context)): full attention over its own frames at
-    positions 0..F-1, which is what the KV-cached first call attends to."""
+    positions 0..F-1, which is what the KV-cached first call attends to. cap: a dict that
+    receives the network's internals (the reference's capture; "head_in" [B, L, dim])."""
     B, _, Fr, H, W = x.shape
     gh, gw = dit.grid(H, W)
     if torch.is_tensor(t) and t.dim() == 1:
         t = t[:, None].expand(B, Fr)
     attend = FullAttender(dit, gh, gw, torch.arange(Fr))
-    return dit._run(x, _as_frame_t(t, B, Fr, x), cross, attend)
+    return dit._run(x, _as_frame_t(t, B, Fr, x), cross, attend, cap)
+
+
+class Discriminator(torch.nn.Module):
+    """DMD2's classifier head: a logit per token of the fake score's last hidden states
+    [B, L, dim] (after every block, before the output head), averaged over the tokens. The
+    tokens have attended to the whole chunk and the caption, so the average can weigh what
+    the chunk holds against what the caption asks."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(dim)
+        self.fc1 = torch.nn.Linear(dim, dim)
+        self.fc2 = torch.nn.Linear(dim, 1)
+
+    def forward(self, h):                                  # h [B, ..., dim]
+        h = h.flatten(1, -2)                               # [B, L, dim]
+        y = self.fc2(F.silu(self.fc1(self.norm(h))))       # [B, L, 1]
+        return y.float().mean(dim=(1, 2))                  # [B]
+
+
+def disc_logits(fake, disc, xt, t, cross):
+    """Real-vs-generated logits [B] of noised first chunks xt [B, C, F, h, w] at timesteps t
+    [B], read from the fake score's hidden states under cross."""
+    cap = {}
+    first_chunk_flow(fake, xt, t, cross, cap)
+    return disc(cap["head_in"])                            # [B]
+
+
+def disc_loss(fake, disc, real, x, cross, sched, gen, st):
+    """The classifier's loss: the real first chunks real and the generator's samples x (both
+    [B, C, F, h, w], detached) noised to one random level per pair."""
+    t, s = _levels(sched, gen, x.shape[0], st)
+    xr = (1 - s) * real + s * torch.randn(real.shape, generator=gen)    # [B, C, F, h, w]
+    xf = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
+    return (F.softplus(-disc_logits(fake, disc, xr, t, cross)).mean()
+            + F.softplus(disc_logits(fake, disc, xf, t, cross)).mean())
+
+
+def gan_gen_loss(fake, disc, x, cross, sched, gen, st):
+    """The generator's side (non-saturating): its samples x [B, C, F, h, w], with gradients,
+    noised to a random level and classified real."""
+    t, s = _levels(sched, gen, x.shape[0], st)
+    xt = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
+    return F.softplus(-disc_logits(fake, disc, xt, t, cross)).mean()
 
 
 def cross_of(dit, context):
@@ -151,10 +206,21 @@ def run(root, tc, budget, log_every=10, threads=2):
     fake.train()
     opt_g = torch.optim.AdamW(gen.parameters(), lr=st.gen_lr, weight_decay=0.0, betas=(0.0, 0.999))
     opt_f = torch.optim.AdamW(fake.parameters(), lr=st.fake_lr, weight_decay=0.0, betas=(0.0, 0.999))
+    disc = opt_d = None
+    if st.gan_weight > 0:
+        with torch.random.fork_rng():                  # its own seed, the run's stream untouched
+            torch.manual_seed(tc.seed + STAGE_ID)
+            disc = Discriminator(cfg.dit.dim)
+        disc.train()
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=st.disc_lr, weight_decay=0.0,
+                                  betas=(0.0, 0.999))
     step = 0
     if ck is not None:
         opt_g.load_state_dict(ck["opt_g"])
         opt_f.load_state_dict(ck["opt_f"])
+        if disc is not None:
+            disc.load_state_dict(ck["disc"])
+            opt_d.load_state_dict(ck["opt_d"])
         step = ck["step"]
         state.set_rng_state(ck["rng"])
         print("train[dmd]: resuming at step %d of %d (teacher: dit step %d)"
@@ -165,7 +231,8 @@ def run(root, tc, budget, log_every=10, threads=2):
     if step >= st.steps:
         open(os.path.join(sdir, "done"), "w").close()
         return True
-    # Prompts: the captions of the latent cache's clips (their first caption: a stream start).
+    # Prompts: the captions of the latent cache's clips (their first caption: a stream start);
+    # with the classifier also the clips' first chunks, the real samples of those captions.
     n_shards = -(-tc.dit.dataset_clips // tc.dit.shard_clips)
     lat, objs, caps = data.load_cache(dit_stage.cache_dir(root), n_shards)
     batches = dit_stage.Batches(lat[:tc.dit.dataset_clips, :C.CHUNK_LATENTS],
@@ -175,15 +242,18 @@ def run(root, tc, budget, log_every=10, threads=2):
     K = len(sched.steps)
     shape = (st.batch, cfg.dit.in_dim, C.CHUNK_LATENTS, cfg.stream.latent_height,
              cfg.stream.latent_width)
-    logger = state.Logger(sdir, "dmd", st.steps, ["dmd_grad", "fake_loss", "lr", "threads"])
+    cols = ["dmd_grad", "fake_loss"] + (["gan_gen", "disc_loss"] if disc is not None else [])
+    logger = state.Logger(sdir, "dmd", st.steps, cols + ["lr", "threads"])
     acc, n_acc = {}, 0
 
     def save():
-        state.atomic_torch_save({
-            "t5": t5.state_dict(), "real": real.state_dict(), "fake": fake.state_dict(),
-            "gen": gen.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
-            "opt_f": opt_f.state_dict(), "step": step, "teacher_step": teacher_step,
-            "settings": cur, "rng": state.rng_state()}, ck_path)
+        ck = {"t5": t5.state_dict(), "real": real.state_dict(), "fake": fake.state_dict(),
+              "gen": gen.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
+              "opt_f": opt_f.state_dict(), "step": step, "teacher_step": teacher_step,
+              "settings": cur, "rng": state.rng_state()}
+        if disc is not None:
+            ck["disc"], ck["opt_d"] = disc.state_dict(), opt_d.state_dict()
+        state.atomic_torch_save(ck, ck_path)
         budget.saved()
 
     tuner = state.ThreadTuner(threads)
@@ -197,7 +267,7 @@ def run(root, tc, budget, log_every=10, threads=2):
         seed = state.step_seed(tc.seed, STAGE_ID, step)
         rng = np.random.default_rng(seed)
         gen_t = torch.Generator().manual_seed(seed)
-        _, ids, mask = batches.get(rng, st.batch, latents=C.CHUNK_LATENTS)[:3]
+        real_x0, ids, mask = batches.get(rng, st.batch, latents=C.CHUNK_LATENTS)[:3]   # [B, C, F, h, w]
         with torch.no_grad():
             ctx = dit_stage.encode_text(t5, ids, mask).unflatten(0, (st.batch, 3))
         ctx_c, ctx_u = ctx[:, 0], ctx[:, 2]
@@ -214,6 +284,10 @@ def run(root, tc, budget, log_every=10, threads=2):
                     cross_f = cross_of(fake, ctx_c)
                 d = dmd_direction(real, fake, x.detach(), cross_r, cross_u, cross_f, sched, gen_t, st)
                 loss_g = 0.5 * (x - (x - d).detach()).pow(2).mean()
+                if disc is not None:
+                    lg = gan_gen_loss(fake, disc, x, cross_f, sched, gen_t, st)
+                    loss_g = loss_g + st.gan_weight * lg
+                    acc["gan_gen"] = acc.get("gan_gen", 0.0) + lg.item()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 torch.nn.utils.clip_grad_norm_(gen.parameters(), st.grad_clip)
@@ -221,9 +295,19 @@ def run(root, tc, budget, log_every=10, threads=2):
                 state.ema_update(ema.parameters(), gen.parameters(), st.ema)
                 acc["dmd_grad"] = acc.get("dmd_grad", 0.0) + float(d.abs().mean())
                 acc["n_g"] = acc.get("n_g", 0) + 1
-            lf = fake_loss(fake, x.detach(), cross_of(fake, ctx_c), sched, gen_t, st)
-        opt_f.zero_grad(set_to_none=True)
-        lf.backward()
+            cross_ff = cross_of(fake, ctx_c)
+            lf = fake_loss(fake, x.detach(), cross_ff, sched, gen_t, st)
+            if disc is not None:
+                ld = disc_loss(fake, disc, real_x0, x.detach(), cross_ff, sched, gen_t, st)
+        opt_f.zero_grad(set_to_none=True)     # also drops what the generator's losses left there
+        if disc is not None:
+            opt_d.zero_grad(set_to_none=True)
+            (lf + st.disc_weight * ld).backward()
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), st.grad_clip)
+            opt_d.step()
+            acc["disc_loss"] = acc.get("disc_loss", 0.0) + ld.item()
+        else:
+            lf.backward()
         torch.nn.utils.clip_grad_norm_(fake.parameters(), st.grad_clip)
         opt_f.step()
         acc["fake_loss"] = acc.get("fake_loss", 0.0) + lf.item()
@@ -233,6 +317,8 @@ def run(root, tc, budget, log_every=10, threads=2):
         if step % log_every == 0 or step == st.steps:
             m = {"fake_loss": acc.get("fake_loss", 0.0) / n_acc,
                  "dmd_grad": acc["dmd_grad"] / acc["n_g"] if acc.get("n_g") else float("nan"),
+                 "gan_gen": acc["gan_gen"] / acc["n_g"] if "gan_gen" in acc else float("nan"),
+                 "disc_loss": acc.get("disc_loss", 0.0) / n_acc,
                  "lr": st.gen_lr * lr_scale, "threads": tuner.n}
             logger.log(step, m)
             acc, n_acc = {}, 0

@@ -89,7 +89,7 @@ def unit():
 def stage():
     C.DIT_LAYERS = 2
     tc = tiny(C.TrainConfig())
-    tc.dmd.steps, tc.dmd.batch, tc.dmd.warmup = 4, 2, 1
+    tc.dmd.steps, tc.dmd.batch, tc.dmd.warmup, tc.dmd.gan_weight = 4, 2, 1, 0.0
     torch.manual_seed(3)
     vae_state = build_model(1).state_dict()
     with tmpdir() as a, tmpdir() as b:

@@ -186,8 +186,9 @@ class DMDStage:
     ema: float = 0.99
     warmup: int = 20
     grad_clip: float = 1.0
-    gan_weight: float = 0.0        # DMD2's classifier term in the generator's loss (0: off; on,
-                                   # the dmd stage also reads the cache's real first chunks)
+    gan_weight: float = 0.05       # DMD2's classifier term in the generator's loss (0: off; on,
+                                   # the dmd stage also reads the cache's real first chunks);
+                                   # 0.05 in its first run, from the sixth weights
     disc_weight: float = 0.01      # the classifier's loss beside the fake score's (DMD2: 1e-2)
     disc_lr: float = 1e-4          # the classifier head's own learning rate (it starts untrained)
     bf16: bool = True

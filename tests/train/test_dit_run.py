@@ -3,6 +3,7 @@ ends with the same weights, EMA and optimizer moments as an uninterrupted one, b
 with stream-start steps (clips cut to their first chunk) between whole-clip steps; the cache
 is built once and reused; the validation figure is logged; --motion-check and --heldout-check
 read the result."""
+import dataclasses
 import os
 import shutil
 
@@ -103,7 +104,6 @@ def main():
                         "objects": torch.zeros(2, 1, 1, 1, 1, dtype=torch.bool),
                         "captions": json.dumps([{"start": x, "k": k} for x in starts])},
                        os.path.join(syn, "shard_%04d.pt" % k))
-        import dataclasses
         st3 = dataclasses.replace(tc.dit, shard_clips=2, dataset_clips=6)
         first = heldout.cached_starts(syn, st3, range(4), 2)
         last = heldout.cached_starts(syn, st3, range(3, -1, -1), 2)

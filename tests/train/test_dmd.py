@@ -9,6 +9,7 @@ run, keeps the teacher frozen, moves the generator, and exports it with --dmd. W
 classifier (gan_weight > 0) its head and the fake score learn from it, the generator's side
 reaches the sample, and the run still resumes bit for bit."""
 import os
+import shutil
 
 import torch
 
@@ -86,6 +87,18 @@ def unit():
     check(xg.grad is not None and xg.grad.abs().sum() > 0, "the generator's side reaches its sample")
 
 
+def stopped_and_whole(a, b, tc):
+    """The dmd stage run uninterrupted in a, stopped after 2 steps and resumed in b: their
+    checkpoints (each folder's dmd state removed first)."""
+    for root in (a, b):
+        shutil.rmtree(os.path.join(root, "dmd"), ignore_errors=True)
+    check(dmd.run(a, tc, state.Budget(None), log_every=1, threads=1), "uninterrupted run finishes")
+    check(not dmd.run(b, tc, StopAfter(2), log_every=1, threads=1), "interrupted run reports not done")
+    check(dmd.run(b, tc, state.Budget(None), log_every=1, threads=1), "resumed run finishes")
+    return (state.load_ckpt(os.path.join(a, "dmd", "ckpt.pt")),
+            state.load_ckpt(os.path.join(b, "dmd", "ckpt.pt")))
+
+
 def stage():
     C.DIT_LAYERS = 2
     tc = tiny(C.TrainConfig())
@@ -96,11 +109,7 @@ def stage():
         for root in (a, b):
             prepare(root, tc, vae_state)
             dit_stage.run(root, tc, state.Budget(None), threads=1)
-        check(dmd.run(a, tc, state.Budget(None), log_every=1, threads=1), "uninterrupted run finishes")
-        check(not dmd.run(b, tc, StopAfter(2), log_every=1, threads=1), "interrupted run reports not done")
-        check(dmd.run(b, tc, state.Budget(None), log_every=1, threads=1), "resumed run finishes")
-        ca = state.load_ckpt(os.path.join(a, "dmd", "ckpt.pt"))
-        cb = state.load_ckpt(os.path.join(b, "dmd", "ckpt.pt"))
+        ca, cb = stopped_and_whole(a, b, tc)
         check(ca["step"] == cb["step"] == 4, "both at the last step")
         check(all(same(ca[k], cb[k]) for k in ("gen", "fake", "ema")),
               "stopped + resumed == uninterrupted, bit for bit")
@@ -116,19 +125,11 @@ def stage():
         check(all(torch.allclose(got[k].float(), ca["ema"][k].float(), atol=1e-2) for k in got),
               "--dmd exports the generator's EMA")
 
-    # With the classifier: the run stops and resumes to the same weights (head included),
-    # and the classifier changes where the generator goes.
-    tg = tiny(C.TrainConfig())
-    tg.dmd.steps, tg.dmd.batch, tg.dmd.warmup, tg.dmd.gan_weight = 4, 2, 1, 0.5
-    with tmpdir() as a, tmpdir() as b:
-        for root in (a, b):
-            prepare(root, tg, vae_state)
-            dit_stage.run(root, tg, state.Budget(None), threads=1)
-        check(dmd.run(a, tg, state.Budget(None), log_every=1, threads=1), "with the classifier: finishes")
-        check(not dmd.run(b, tg, StopAfter(2), log_every=1, threads=1), "... interrupted")
-        check(dmd.run(b, tg, state.Budget(None), log_every=1, threads=1), "... resumed")
-        ca = state.load_ckpt(os.path.join(a, "dmd", "ckpt.pt"))
-        cb = state.load_ckpt(os.path.join(b, "dmd", "ckpt.pt"))
+        # With the classifier, from the same dit stage: the run stops and resumes to the same
+        # weights (head included), and the classifier changes where the generator goes.
+        tg = tc.copy()
+        tg.dmd.gan_weight = 0.5
+        ca, cb = stopped_and_whole(a, b, tg)
         check(all(same(ca[k], cb[k]) for k in ("gen", "fake", "ema", "disc")),
               "with the classifier: stopped + resumed == uninterrupted, bit for bit")
         check(not same(ca["gen"], plain_gen), "the classifier moves the generator elsewhere")

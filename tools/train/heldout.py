@@ -10,13 +10,13 @@ the same distribution:
   unseen  clips the cache does not hold yet (indices from dataset_clips on: the same renderer,
           seeds and settings), rendered and encoded here with the trained autoencoder
 
-Each clip gets the same noise whichever set it is in, at the sampler's first steps (the levels that decide
-what a chunk shows); the second chunk is kept almost clean as context so that the plan is the
-stream start's. For each level the loss over all latent cells and over the cells that hold an
-object is printed, and the unseen / first and unseen / last ratios: well above 1 means the
-model answers its training clips better than the world, and more clips (`dataset_clips`) are
-worth more than more steps on the same ones; a gap between the two ratios says how much of it
-comes from repeating the same clips.
+Each clip gets the same noise whichever set it is in, at the sampler's first steps (the levels
+that decide what a chunk shows); the second chunk is kept almost clean as context so that the
+plan is the stream start's. For each level the loss over all latent cells and over the cells
+that hold an object is printed, and the unseen / first and unseen / last ratios: well above 1
+means the model answers its training clips better than the world, and more clips
+(`dataset_clips`) are worth more than more steps on the same ones; a gap between the two
+ratios says how much of it comes from repeating the same clips.
 """
 import os
 

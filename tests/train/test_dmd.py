@@ -86,6 +86,19 @@ def unit():
     dmd.gan_gen_loss(fake, disc, xg, cf, sched, torch.Generator().manual_seed(7), st_g).backward()
     check(xg.grad is not None and xg.grad.abs().sum() > 0, "the generator's side reaches its sample")
 
+    # The classifier's noise levels: disc_t_min..t_max of the table (index 0 is sigma 1), the
+    # matching's t_min..t_max.
+    st_l = C.DMDStage(t_min=20, t_max=980, disc_t_min=500)
+    g = torch.Generator().manual_seed(8)
+    _, s_disc = dmd._levels(sched, g, 4000, st_l, st_l.disc_t_min)
+    _, s_dmd = dmd._levels(sched, g, 4000, st_l)
+    lo, hi = sched.sigmas[980].item(), sched.sigmas[500].item()
+    check(s_disc.min().item() >= lo - 1e-6 and s_disc.max().item() <= hi + 1e-6,
+          "the classifier's levels lie in sigma [%.3f, %.3f] (%.3f..%.3f)"
+          % (lo, hi, s_disc.min().item(), s_disc.max().item()))
+    check(s_dmd.max().item() > 0.9 and s_dmd.min().item() < 0.1,
+          "the matching's span the table (%.3f..%.3f)" % (s_dmd.min().item(), s_dmd.max().item()))
+
 
 def stopped_and_whole(a, b, tc):
     """The dmd stage run uninterrupted in a, stopped after 2 steps and resumed in b: their

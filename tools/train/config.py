@@ -175,6 +175,10 @@ class DMDStage:
     """The optional first-chunk distillation (tools/train/dmd.py), run by name after the dit."""
     steps: int = 1500
     batch: int = 8                 # first chunks (prompts) per step
+    clips: int = 2000              # the latent cache's first clips whose captions (and first
+                                   # chunks, for the classifier) the stage draws: 8 of its
+                                   # shards, ~7 steps' worth each; the stage builds them if the
+                                   # dit stage has not
     gen_lr: float = 2e-5
     fake_lr: float = 2e-5
     fake_updates: int = 2          # fake-score updates per generator update (Self-Forcing: 5)
@@ -190,7 +194,11 @@ class DMDStage:
                                    # the dmd stage also reads the cache's real first chunks);
                                    # 0.05 in its first run, from the sixth weights
     disc_weight: float = 0.01      # the classifier's loss beside the fake score's (DMD2: 1e-2)
-    disc_lr: float = 1e-4          # the classifier head's own learning rate (it starts untrained)
+    disc_lr: float = 1e-3          # the classifier head's own learning rate (it starts
+                                   # untrained; at 1e-4 its loss stayed near chance)
+    disc_t_min: int = 250          # the classifier's noise levels: disc_t_min..t_max, sigma
+                                   # 0.75 and below (at high noise real and generated chunks
+                                   # look alike: those draws only add noise to its loss)
     bf16: bool = True
 
 

@@ -262,11 +262,12 @@ def cache_dir(root):
     return d
 
 
-def build_cache(root, tc, vae, budget):
-    """Renders and encodes the dataset shard by shard; returns True when complete."""
+def build_cache(root, tc, vae, budget, clips=None):
+    """Renders and encodes the dataset shard by shard; returns True when complete. With
+    `clips`, only the shards that hold the first `clips` clips (the dmd stage's prompts)."""
     st = tc.dit
     d = cache_dir(root)
-    n_shards = -(-st.dataset_clips // st.shard_clips)
+    n_shards = -(-min(clips or st.dataset_clips, st.dataset_clips) // st.shard_clips)
     meta = os.path.join(d, "meta.json")
     want = {"seed": tc.seed, "clips": st.dataset_clips, "shard_clips": st.shard_clips,
             "clip_latents": st.clip_latents, "switch_fraction": st.switch_fraction,

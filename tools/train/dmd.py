@@ -44,6 +44,7 @@ from flipbook_ref.sampler import FlowMatchSchedule
 
 from . import config as C
 from . import data, state
+from . import ae as ae_stage
 from . import dit as dit_stage
 
 STAGE_ID = 4
@@ -91,7 +92,7 @@ def disc_logits(fake, disc, xt, t, cross):
 def disc_loss(fake, disc, real, x, cross, sched, gen, st):
     """The classifier's loss: the real first chunks real and the generator's samples x (both
     [B, C, F, h, w], detached) noised to one random level per pair."""
-    t, s = _levels(sched, gen, x.shape[0], st)
+    t, s = _levels(sched, gen, x.shape[0], st, st.disc_t_min)
     xr = (1 - s) * real + s * torch.randn(real.shape, generator=gen)    # [B, C, F, h, w]
     xf = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
     return (F.softplus(-disc_logits(fake, disc, xr, t, cross)).mean()
@@ -101,7 +102,7 @@ def disc_loss(fake, disc, real, x, cross, sched, gen, st):
 def gan_gen_loss(fake, disc, x, cross, sched, gen, st):
     """The generator's side (non-saturating): its samples x [B, C, F, h, w], with gradients,
     noised to a random level and classified real."""
-    t, s = _levels(sched, gen, x.shape[0], st)
+    t, s = _levels(sched, gen, x.shape[0], st, st.disc_t_min)
     xt = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
     return F.softplus(-disc_logits(fake, disc, xt, t, cross)).mean()
 
@@ -124,8 +125,10 @@ def rollout(gen, cross, noises, sched, exit_step):
     return x0
 
 
-def _levels(sched, gen, B, st):
-    idx = torch.randint(st.t_min, st.t_max + 1, (B,), generator=gen)
+def _levels(sched, gen, B, st, t_min=None):
+    """B random noise levels (timesteps [B], sigmas [B, 1, 1, 1, 1]) from table indices
+    t_min..st.t_max (index 0 is sigma 1)."""
+    idx = torch.randint(st.t_min if t_min is None else t_min, st.t_max + 1, (B,), generator=gen)
     return sched.timesteps[idx], sched.sigmas[idx][:, None, None, None, None]
 
 
@@ -233,10 +236,16 @@ def run(root, tc, budget, log_every=10, threads=2):
         return True
     # Prompts: the captions of the latent cache's clips (their first caption: a stream start);
     # with the classifier also the clips' first chunks, the real samples of those captions.
-    n_shards = -(-tc.dit.dataset_clips // tc.dit.shard_clips)
-    lat, objs, caps = data.load_cache(dit_stage.cache_dir(root), n_shards)
-    batches = dit_stage.Batches(lat[:tc.dit.dataset_clips, :C.CHUNK_LATENTS],
-                                caps[:tc.dit.dataset_clips], tok, cfg.dit.text_len, tc.dit, tc.seed)
+    n_clips = min(st.clips, tc.dit.dataset_clips)
+    vae, _ = ae_stage.load_trained(root)
+    vae.cfg.warm_start = cfg.vae.warm_start
+    if not dit_stage.build_cache(root, tc, vae, budget, clips=n_clips):
+        print("train[dmd]: stopped while building the latent cache", flush=True)
+        return False
+    del vae
+    lat, objs, caps = data.load_cache(dit_stage.cache_dir(root), -(-n_clips // tc.dit.shard_clips))
+    batches = dit_stage.Batches(lat[:n_clips, :C.CHUNK_LATENTS], caps[:n_clips], tok,
+                                cfg.dit.text_len, tc.dit, tc.seed)
     del lat, objs
     sched = FlowMatchSchedule(cfg.sampler)
     K = len(sched.steps)

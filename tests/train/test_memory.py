@@ -2,7 +2,11 @@
 the process, so allocating it again mostly faults no pages in; without it glibc unmaps the
 block on free and the next allocation faults every page again (the system time that was half of a
 training run's CPU). Runs the allocation pattern in two child processes, one with the setting
-and one without, and counts their minor page faults."""
+and one without, and counts their minor page faults.
+
+Also the other CPU setting of every stage: bf16 autocast only where the CPU has bf16
+instructions (state.bf16_fast), float32 on a CPU with AVX2 only, where PyTorch emulates bf16
+at a tenth of the speed."""
 import subprocess
 import sys
 
@@ -41,8 +45,31 @@ def main():
     # seen), never most of them.
     check(kept <= plain // 2, "with keep_freed_memory() it is mostly reused as it is "
           "(%d faults)" % kept)
-    finish()
+
+
+def autocast_follows_the_cpu():
+    import torch
+    from train import state
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    fast = state.bf16_fast()
+    print("bf16 instructions: %s; bf16_fast() %s" % (
+        ", ".join(sorted(x for x in flags if "bf16" in x or x.startswith("amx"))) or "none", fast))
+    if flags and not any(x.startswith("avx512") for x in flags):
+        check(not fast, "a CPU without AVX-512 runs in float32")
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        check(fast, "a CPU with bf16 instructions keeps bf16 autocast")
+    with state.autocast(True):
+        check(torch.is_autocast_cpu_enabled() == fast, "autocast(True) is on exactly when bf16_fast")
+    with state.autocast(False):
+        check(not torch.is_autocast_cpu_enabled(), "autocast(False) is off")
 
 
 if __name__ == "__main__":
     main()
+    autocast_follows_the_cpu()
+    finish()

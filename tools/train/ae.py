@@ -97,7 +97,7 @@ def decode_raw(vae, z):
 
 
 def losses(vae, x, st, gen):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=st.bf16):
+    with state.autocast(st.bf16):
         z = vae.encode(x)
         s = torch.rand(x.shape[0], 1, 1, 1, 1, generator=gen) * st.latent_noise
         zn = z + s * torch.randn(z.shape, generator=gen)

@@ -22,6 +22,7 @@ from world import Scene, clip_captions, render_clip
 from world.vocab import PALETTE
 
 from . import config as C
+from . import state
 
 # Purposes (the second word of every seed sequence) keep the streams of the stages apart.
 AE_DATA, TOK_DATA, DIT_DATA, EVAL_DATA = 1, 2, 3, 4
@@ -149,7 +150,7 @@ def encode_clips(vae, frames_u8, bf16=False):
     """uint8 [N, T, H, W, 3] -> float16 latents [N, T/4, C, h, w]. bf16 autocast halves the
     time of the latent cache; the encoder was trained under the same autocast."""
     x = torch.from_numpy(frames_u8).permute(0, 1, 4, 2, 3).float().div_(255.0)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with state.autocast(bf16):
         z = vae.encode(x)
     return z.float().half()
 

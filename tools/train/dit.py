@@ -245,7 +245,7 @@ def loss_of(t5, dit, cfg, plan, batch, t_chunk, s_chunk, eps, bf16, object_max_s
     t = t_chunk.repeat_interleave(Cf, dim=1)
     s = s_chunk.repeat_interleave(Cf, dim=1)[:, None, :, None, None]
     x_t = (1 - s) * clean + s * eps
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with state.autocast(bf16):
         ctx = encode_text(t5, ids, mask).unflatten(0, (B, ids.shape[0] // B))
         pred = forward_train(dit, (x_t, clean), t, ctx, fcap, plan, cfg.sampler.context_t, ncap)
     err = (pred.float() - (eps - clean)).pow(2)                           # [B, C, F, h, w]

@@ -283,7 +283,7 @@ def run(root, tc, budget, log_every=10, threads=2):
         noises = [torch.randn(shape, generator=gen_t) for _ in range(K)]
         exit_step = int(torch.randint(0, K, (1,), generator=gen_t))
         gen_update = step % st.fake_updates == 0
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=st.bf16):
+        with state.autocast(st.bf16):
             with torch.no_grad():
                 cross_r, cross_u = cross_of(real, ctx_c), cross_of(real, ctx_u)
             with torch.set_grad_enabled(gen_update):

@@ -28,7 +28,7 @@ from flipbook_ref.sampler import FlowMatchSchedule
 
 from . import ae as ae_stage
 from . import config as C
-from . import data
+from . import data, state
 from . import dit as dit_stage
 
 LEVELS = 3          # the sampler's first steps: sigma 1, 0.75, 0.5 in the shipped config
@@ -86,7 +86,7 @@ def first_chunk_loss(t5, dit, cfg, tok, st, seed, lat, obj, caps, batch=8):
             s = torch.stack([sched.step_sigmas[k], sched.step_sigmas[-1]]).repeat_interleave(Cf)
             s = s.view(1, 1, F_, 1, 1)
             x_t = (1 - s) * clean + s * eps
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=st.bf16):
+            with state.autocast(st.bf16):
                 ctx = dit_stage.encode_text(t5, ids, mask).unflatten(0, (B, ids.shape[0] // B))
                 pred = dit_stage.forward_train(dit, (x_t, clean), t, ctx, fcap, plan,
                                                cfg.sampler.context_t)

@@ -73,7 +73,10 @@ def unit():
     logit = dmd.disc_logits(fake, disc, x, t, cf)
     check(logit.shape == (2,), "one logit per sample %s" % (tuple(logit.shape),))
     st_g = C.DMDStage(gan_weight=0.01)
-    ld = dmd.disc_loss(fake, disc, real, x, cf, sched, torch.Generator().manual_seed(6), st_g)
+    d_acc = {}
+    ld = dmd.disc_loss(fake, disc, real, x, cf, sched, torch.Generator().manual_seed(6), st_g, d_acc)
+    check(d_acc["acc"] in (0.0, 0.25, 0.5, 0.75, 1.0), "its accuracy: the share of 4 chunks "
+          "classified right (%s)" % d_acc["acc"])
     check(abs(ld.item() - 2 * 0.6931) < 0.5, "an untrained classifier: loss near 2 log 2 (%.3f)"
           % ld.item())
     ld.backward()
@@ -142,13 +145,24 @@ def stage():
         # weights (head included), and the classifier changes where the generator goes.
         tg = tc.copy()
         tg.dmd.gan_weight = 0.5
+        tg.dmd.disc_warmup = 2                 # the generator takes the term from step 2 on,
+                                               # where the interrupted run stops
         ca, cb = stopped_and_whole(a, b, tg)
         check(all(same(ca[k], cb[k]) for k in ("gen", "fake", "ema", "disc")),
               "with the classifier: stopped + resumed == uninterrupted, bit for bit")
         check(not same(ca["gen"], plain_gen), "the classifier moves the generator elsewhere")
         with open(os.path.join(a, "dmd", "log.tsv")) as f:
             head = f.readline().split("\t")
-        check("disc_loss" in head and "gan_gen" in head, "the log has the classifier's columns")
+        check(all(c in head for c in ("disc_loss", "gan_gen", "disc_acc")),
+              "the log has the classifier's columns")
+        with open(os.path.join(a, "dmd", "log.tsv")) as f:
+            rows = [dict(zip(head, line.rstrip("\n").split("\t"))) for line in f.readlines()[1:]]
+        check(all(0.0 <= float(r["disc_acc"]) <= 1.0 for r in rows), "its accuracy is a share")
+        g_rows = [r for r in rows if r["dmd_grad"] != "nan"]     # rows of a generator update
+        check(len(g_rows) == 2 and all((int(r["step"]) - 1 < tg.dmd.disc_warmup)
+                                       == (r["gan_gen"] == "nan") for r in g_rows),
+              "the generator takes the classifier's term only after the warm-up (%s)"
+              % [(r["step"], r["gan_gen"]) for r in g_rows])
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ class DMDStage:
     disc_weight: float = 0.01      # the classifier's loss beside the fake score's (DMD2: 1e-2)
     disc_lr: float = 1e-3          # the classifier head's own learning rate (it starts
                                    # untrained; at 1e-4 its loss stayed near chance)
+    disc_warmup: int = 100         # steps in which only the classifier learns (the generator
+                                   # takes its term after them: a classifier at chance only
+                                   # adds noise to the generator's gradient)
     disc_t_min: int = 250          # the classifier's noise levels: disc_t_min..t_max, sigma
                                    # 0.75 and below (at high noise real and generated chunks
                                    # look alike: those draws only add noise to its loss)

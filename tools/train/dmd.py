@@ -19,7 +19,8 @@ the generator already makes. The text encoder is the teacher's, frozen.
 With `gan_weight` > 0 (DMD2's second term), a small classifier head on the fake score's last
 hidden states tells noised real first chunks (the latent cache's, under their own captions)
 from noised generator samples under the same captions, trained with the fake score
-(`disc_weight`); the generator is also pushed to be classified real. Why: the teacher says,
+(`disc_weight`); after `disc_warmup` steps of the classifier alone, the generator is also
+pushed to be classified real. Why: the teacher says,
 one noise level and one place at a time, whether an object is plausible there, and little
 about how many the caption allows; matched to it alone, the generator draws crisp objects of
 the right colour, two or three times over (docs/training.md, stage 4). A classifier sees the
@@ -89,14 +90,18 @@ def disc_logits(fake, disc, xt, t, cross):
     return disc(cap["head_in"])                            # [B]
 
 
-def disc_loss(fake, disc, real, x, cross, sched, gen, st):
+def disc_loss(fake, disc, real, x, cross, sched, gen, st, acc=None):
     """The classifier's loss: the real first chunks real and the generator's samples x (both
-    [B, C, F, h, w], detached) noised to one random level per pair."""
+    [B, C, F, h, w], detached) noised to one random level per pair. acc: a dict that receives
+    the share of the 2B chunks classified right ("acc"); the batch is new to the classifier, so
+    this is its held-out accuracy (0.5: chance)."""
     t, s = _levels(sched, gen, x.shape[0], st, st.disc_t_min)
     xr = (1 - s) * real + s * torch.randn(real.shape, generator=gen)    # [B, C, F, h, w]
     xf = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
-    return (F.softplus(-disc_logits(fake, disc, xr, t, cross)).mean()
-            + F.softplus(disc_logits(fake, disc, xf, t, cross)).mean())
+    lr, lf = disc_logits(fake, disc, xr, t, cross), disc_logits(fake, disc, xf, t, cross)  # [B]
+    if acc is not None:
+        acc["acc"] = ((lr > 0).float().mean() + (lf < 0).float().mean()).item() / 2
+    return F.softplus(-lr).mean() + F.softplus(lf).mean()
 
 
 def gan_gen_loss(fake, disc, x, cross, sched, gen, st):
@@ -215,8 +220,10 @@ def run(root, tc, budget, log_every=10, threads=2):
             torch.manual_seed(tc.seed + STAGE_ID)
             disc = Discriminator(cfg.dit.dim)
         disc.train()
+        # With momentum, unlike the generator's and fake score's optimizers: without it the
+        # head's loss stayed at chance in two runs, and offline it learnt with it.
         opt_d = torch.optim.AdamW(disc.parameters(), lr=st.disc_lr, weight_decay=0.0,
-                                  betas=(0.0, 0.999))
+                                  betas=(0.9, 0.999))
     step = 0
     if ck is not None:
         opt_g.load_state_dict(ck["opt_g"])
@@ -251,7 +258,8 @@ def run(root, tc, budget, log_every=10, threads=2):
     K = len(sched.steps)
     shape = (st.batch, cfg.dit.in_dim, C.CHUNK_LATENTS, cfg.stream.latent_height,
              cfg.stream.latent_width)
-    cols = ["dmd_grad", "fake_loss"] + (["gan_gen", "disc_loss"] if disc is not None else [])
+    cols = ["dmd_grad", "fake_loss"] + (["gan_gen", "disc_loss", "disc_acc"]
+                                        if disc is not None else [])
     logger = state.Logger(sdir, "dmd", st.steps, cols + ["lr", "threads"])
     acc, n_acc = {}, 0
 
@@ -293,7 +301,7 @@ def run(root, tc, budget, log_every=10, threads=2):
                     cross_f = cross_of(fake, ctx_c)
                 d = dmd_direction(real, fake, x.detach(), cross_r, cross_u, cross_f, sched, gen_t, st)
                 loss_g = 0.5 * (x - (x - d).detach()).pow(2).mean()
-                if disc is not None:
+                if disc is not None and step >= st.disc_warmup:
                     lg = gan_gen_loss(fake, disc, x, cross_f, sched, gen_t, st)
                     loss_g = loss_g + st.gan_weight * lg
                     acc["gan_gen"] = acc.get("gan_gen", 0.0) + lg.item()
@@ -307,7 +315,8 @@ def run(root, tc, budget, log_every=10, threads=2):
             cross_ff = cross_of(fake, ctx_c)
             lf = fake_loss(fake, x.detach(), cross_ff, sched, gen_t, st)
             if disc is not None:
-                ld = disc_loss(fake, disc, real_x0, x.detach(), cross_ff, sched, gen_t, st)
+                d_acc = {}
+                ld = disc_loss(fake, disc, real_x0, x.detach(), cross_ff, sched, gen_t, st, d_acc)
         opt_f.zero_grad(set_to_none=True)     # also drops what the generator's losses left there
         if disc is not None:
             opt_d.zero_grad(set_to_none=True)
@@ -315,6 +324,7 @@ def run(root, tc, budget, log_every=10, threads=2):
             torch.nn.utils.clip_grad_norm_(disc.parameters(), st.grad_clip)
             opt_d.step()
             acc["disc_loss"] = acc.get("disc_loss", 0.0) + ld.item()
+            acc["disc_acc"] = acc.get("disc_acc", 0.0) + d_acc["acc"]
         else:
             lf.backward()
         torch.nn.utils.clip_grad_norm_(fake.parameters(), st.grad_clip)
@@ -328,6 +338,7 @@ def run(root, tc, budget, log_every=10, threads=2):
                  "dmd_grad": acc["dmd_grad"] / acc["n_g"] if acc.get("n_g") else float("nan"),
                  "gan_gen": acc["gan_gen"] / acc["n_g"] if "gan_gen" in acc else float("nan"),
                  "disc_loss": acc.get("disc_loss", 0.0) / n_acc,
+                 "disc_acc": acc.get("disc_acc", 0.0) / n_acc,
                  "lr": st.gen_lr * lr_scale, "threads": tuner.n}
             logger.log(step, m)
             acc, n_acc = {}, 0

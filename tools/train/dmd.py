@@ -98,10 +98,11 @@ def disc_loss(fake, disc, real, x, cross, sched, gen, st, acc=None):
     t, s = _levels(sched, gen, x.shape[0], st, st.disc_t_min)
     xr = (1 - s) * real + s * torch.randn(real.shape, generator=gen)    # [B, C, F, h, w]
     xf = (1 - s) * x + s * torch.randn(x.shape, generator=gen)          # [B, C, F, h, w]
-    lr, lf = disc_logits(fake, disc, xr, t, cross), disc_logits(fake, disc, xf, t, cross)  # [B]
+    l_real = disc_logits(fake, disc, xr, t, cross)                     # [B]
+    l_fake = disc_logits(fake, disc, xf, t, cross)                     # [B]
     if acc is not None:
-        acc["acc"] = ((lr > 0).float().mean() + (lf < 0).float().mean()).item() / 2
-    return F.softplus(-lr).mean() + F.softplus(lf).mean()
+        acc["acc"] = ((l_real > 0).float().mean() + (l_fake < 0).float().mean()).item() / 2
+    return F.softplus(-l_real).mean() + F.softplus(l_fake).mean()
 
 
 def gan_gen_loss(fake, disc, x, cross, sched, gen, st):

@@ -4,9 +4,9 @@ block on free and the next allocation faults every page again (the system time t
 training run's CPU). Runs the allocation pattern in two child processes, one with the setting
 and one without, and counts their minor page faults.
 
-Also the other CPU setting of every stage: bf16 autocast only where the CPU has bf16
-instructions (state.bf16_fast), float32 on a CPU with AVX2 only, where PyTorch emulates bf16
-at a tenth of the speed."""
+Also the other CPU setting of every stage: bf16 autocast only where PyTorch runs bf16
+natively (state.bf16_fast: AVX-512 or newer), float32 on a CPU with AVX2 only, where it
+emulates bf16 at a tenth of the speed."""
 import subprocess
 import sys
 

@@ -262,18 +262,20 @@ def cache_dir(root):
     return d
 
 
-def build_cache(root, tc, vae, budget, clips=None):
-    """Renders and encodes the dataset shard by shard; returns True when complete. With
-    `clips`, only the shards that hold the first `clips` clips (the dmd stage's prompts)."""
+def build_cache(root, tc, cfg, budget, clips=None):
+    """Renders and encodes the dataset shard by shard with the trained autoencoder (and the
+    model config cfg's warm start); returns True when complete. With `clips`, only the shards
+    that hold the first `clips` clips (the dmd stage's prompts)."""
     st = tc.dit
     d = cache_dir(root)
+    vae, ae_step = ae_stage.load_trained(root)
+    vae.cfg.warm_start = cfg.vae.warm_start
     n_shards = -(-min(clips or st.dataset_clips, st.dataset_clips) // st.shard_clips)
     meta = os.path.join(d, "meta.json")
     want = {"seed": tc.seed, "clips": st.dataset_clips, "shard_clips": st.shard_clips,
             "clip_latents": st.clip_latents, "switch_fraction": st.switch_fraction,
             "phrasings": st.phrasings, "late_start": st.late_start, "max_start": st.max_start,
-            "mirror": True, "objects": True, "ae_step": None}
-    _, want["ae_step"] = ae_stage.load_trained(root)
+            "mirror": True, "objects": True, "ae_step": ae_step}
     if vae.cfg.warm_start:              # (caches made before the key existed had it off)
         want["warm_start"] = True
     if os.path.exists(meta):
@@ -372,12 +374,9 @@ def run(root, tc, budget, log_every=25, val_every=500, threads=2):
     ck = state.load_ckpt(ck_path)
     if ck is not None:
         state.check_settings(ck["settings"], cur, "dit", resizable=RESIZABLE)
-    vae, _ = ae_stage.load_trained(root)
-    vae.cfg.warm_start = cfg.vae.warm_start
-    if not build_cache(root, tc, vae, budget):
+    if not build_cache(root, tc, cfg, budget):
         print("train[dit]: stopped while building the latent cache", flush=True)
         return False
-    del vae
     n_shards = -(-st.dataset_clips // st.shard_clips)
     lat, objs, caps = data.load_cache(cache_dir(root), n_shards)
     batches = Batches(lat[:st.dataset_clips], caps[:st.dataset_clips], tok, cfg.dit.text_len, st,

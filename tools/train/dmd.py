@@ -45,7 +45,6 @@ from flipbook_ref.sampler import FlowMatchSchedule
 
 from . import config as C
 from . import data, state
-from . import ae as ae_stage
 from . import dit as dit_stage
 
 STAGE_ID = 4
@@ -245,12 +244,9 @@ def run(root, tc, budget, log_every=10, threads=2):
     # Prompts: the captions of the latent cache's clips (their first caption: a stream start);
     # with the classifier also the clips' first chunks, the real samples of those captions.
     n_clips = min(st.clips, tc.dit.dataset_clips)
-    vae, _ = ae_stage.load_trained(root)
-    vae.cfg.warm_start = cfg.vae.warm_start
-    if not dit_stage.build_cache(root, tc, vae, budget, clips=n_clips):
+    if not dit_stage.build_cache(root, tc, cfg, budget, clips=n_clips):
         print("train[dmd]: stopped while building the latent cache", flush=True)
         return False
-    del vae
     lat, objs, caps = data.load_cache(dit_stage.cache_dir(root), -(-n_clips // tc.dit.shard_clips))
     batches = dit_stage.Batches(lat[:n_clips, :C.CHUNK_LATENTS], caps[:n_clips], tok,
                                 cfg.dit.text_len, tc.dit, tc.seed)
@@ -306,6 +302,7 @@ def run(root, tc, budget, log_every=10, threads=2):
                     lg = gan_gen_loss(fake, disc, x, cross_f, sched, gen_t, st)
                     loss_g = loss_g + st.gan_weight * lg
                     acc["gan_gen"] = acc.get("gan_gen", 0.0) + lg.item()
+                    acc["n_gan"] = acc.get("n_gan", 0) + 1
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 torch.nn.utils.clip_grad_norm_(gen.parameters(), st.grad_clip)
@@ -337,7 +334,7 @@ def run(root, tc, budget, log_every=10, threads=2):
         if step % log_every == 0 or step == st.steps:
             m = {"fake_loss": acc.get("fake_loss", 0.0) / n_acc,
                  "dmd_grad": acc["dmd_grad"] / acc["n_g"] if acc.get("n_g") else float("nan"),
-                 "gan_gen": acc["gan_gen"] / acc["n_g"] if "gan_gen" in acc else float("nan"),
+                 "gan_gen": acc["gan_gen"] / acc["n_gan"] if "gan_gen" in acc else float("nan"),
                  "disc_loss": acc.get("disc_loss", 0.0) / n_acc,
                  "disc_acc": acc.get("disc_acc", 0.0) / n_acc,
                  "lr": st.gen_lr * lr_scale, "threads": tuner.n}

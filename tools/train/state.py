@@ -14,6 +14,7 @@ ${XDG_CACHE_HOME:-~/.cache}/flipbook/train, one folder per stage:
 A Budget tells the loops when to stop (--minutes, SIGINT/SIGTERM) and when the next periodic
 checkpoint is due; loops then save and return, never leaving work half-written.
 """
+import functools
 import json
 import os
 import random
@@ -33,22 +34,17 @@ def default_dir():
     return os.path.join(cache, "flipbook", "train")
 
 
-_BF16 = None
-
-
+@functools.lru_cache(maxsize=None)
 def bf16_fast():
-    """Whether this CPU runs bf16 matrix products natively (AVX-512 with bf16, or AMX). On one
-    without (AVX2 only), PyTorch emulates bf16 and autocast made convolutions 9x and linear
-    layers 15x slower than float32; the stages' `bf16` settings then fall back to float32
-    (one log line says so). The weights a run makes differ between the two in the last bits."""
-    global _BF16
-    if _BF16 is None:
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        _BF16 = bool(check()) if check is not None else False
-        if not _BF16:
-            print("train: this CPU has no native bf16: autocast off, float32 throughout",
-                  flush=True)
-    return _BF16
+    """Whether PyTorch runs bf16 natively on this CPU (its oneDNN test: AVX-512 or newer). On a
+    CPU with AVX2 only it emulates bf16, and autocast made convolutions 9x and linear layers 15x
+    slower than float32; the stages' `bf16` settings then fall back to float32 (one log line
+    says so). The weights a run makes differ between the two in the last bits."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    fast = bool(check()) if check is not None else False
+    if not fast:
+        print("train: this CPU has no native bf16: autocast off, float32 throughout", flush=True)
+    return fast
 
 
 def autocast(enabled):
